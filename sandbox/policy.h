@@ -21,6 +21,8 @@ struct NamespacePolicy {
   bool ipc = true;
   bool uts = true;
   bool cgroup = true;
+
+  bool operator==(const NamespacePolicy&) const = default;
 };
 
 // The ids the sandboxed process has inside its user namespace, and the range of unprivileged
@@ -30,6 +32,8 @@ struct UserPolicy {
   uint32_t gid = 1000;
   uint32_t host_id_base = 200000;
   uint32_t host_id_count = 10000;
+
+  bool operator==(const UserPolicy&) const = default;
 };
 
 struct BindMount {
@@ -37,6 +41,8 @@ struct BindMount {
   std::string target;  // path inside the sandbox; defaults to `source`
   bool writable = false;
   bool optional = false;  // a missing source is skipped instead of failing the launch
+
+  bool operator==(const BindMount&) const = default;
 };
 
 struct FilesystemPolicy {
@@ -46,6 +52,8 @@ struct FilesystemPolicy {
   uint64_t tmp_inodes = 4096;
   uint64_t shm_size = 16ull << 20;
   std::string workdir = "/tmp";
+
+  bool operator==(const FilesystemPolicy&) const = default;
 };
 
 struct LimitsPolicy {
@@ -60,6 +68,8 @@ struct LimitsPolicy {
   uint64_t address_space = 0;        // RLIMIT_AS; 0 = unlimited (numeric work needs that)
   uint64_t output = 1ull << 20;      // bytes of stdout+stderr kept
   bool kill_on_output_limit = false;  // end the sandbox with `output_limit` past `output`
+
+  bool operator==(const LimitsPolicy&) const = default;
 };
 
 enum class SeccompAction { kErrno, kKill };
@@ -70,6 +80,8 @@ struct SeccompPolicy {
   int errno_value = 1;               // EPERM; ENOSYS is always used for clone3 and unknown calls
   std::vector<std::string> allow;    // added to the profile
   std::vector<std::string> deny;     // removed from the profile
+
+  bool operator==(const SeccompPolicy&) const = default;
 };
 
 struct Policy {
@@ -88,6 +100,8 @@ struct Policy {
   // Isolation facilities this policy lets the launcher go without on a host that lacks them
   // ("cgroup.cpu", "cgroup.memory_swap", ...). Anything not listed fails the launch closed.
   std::vector<std::string> optional;
+
+  bool operator==(const Policy&) const = default;
 };
 
 // Parses and validates. `source` names the text in messages ("policies/default.yaml").

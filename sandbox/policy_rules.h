@@ -1,0 +1,13 @@
+// Rules that a parsed policy must satisfy beyond each field's own kind and check: sanity
+// bounds and rules that span fields. Internal to the policy parser.
+#pragma once
+
+#include "sandbox/policy.h"
+#include "sandbox/status.h"
+
+namespace corral {
+
+// The first rule `policy` breaks, as "path: reason", or Ok.
+Status CheckPolicyRules(const Policy& policy);
+
+}  // namespace corral
