@@ -1,0 +1,242 @@
+"""Tenant programs inside the worker: creation, execution and the bounded capture of output.
+
+A python program is tenant source run once, at creation, as a fresh module namespace; its
+entrypoint is then called with the inputs as keyword arguments, and its module-level state lives
+as long as the program. A signature program only declares fields; running it needs a language
+model, which this worker does not reach yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import json
+import re
+import sys
+import time
+import traceback
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from corral_signature import Signature, SignatureError, parse_signature, value_matches
+
+PROGRAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+# The daemon refuses frames nested deeper than 256 levels; a reply wraps outputs in 2 more.
+MAX_RESULT_DEPTH = 250
+# A JSON string (skipped whole, so brackets inside it do not count) or one bracket.
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+class WorkerError(Exception):
+    """A command that failed in a way the client should see: becomes the reply's `error`."""
+
+    def __init__(self, error_type: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.error_type, "message": str(self), **self.details}
+
+
+@dataclass
+class Program:
+    program_id: str
+    kind: str
+    created_at: float
+    entrypoint: str = "forward"
+    function: Callable[..., Any] | None = None
+    namespace: dict[str, Any] = field(default_factory=dict)
+    signature: Signature | None = None
+    instructions: str = ""
+    executions: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "program_id": self.program_id,
+            "kind": self.kind,
+            "created_at": self.created_at,
+            "executions": self.executions,
+        }
+
+
+class BoundedText(io.TextIOBase):
+    """A text stream that keeps the first `limit` characters written and counts the rest."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._parts: list[str] = []
+        self._kept = 0
+        self._limit = limit
+        self.truncated = False
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        room = self._limit - self._kept
+        if len(text) > room:
+            self.truncated = True
+        kept = text[: max(room, 0)]
+        if kept:
+            self._parts.append(kept)
+            self._kept += len(kept)
+        return len(text)
+
+    def getvalue(self) -> str:
+        return "".join(self._parts)
+
+
+@contextlib.contextmanager
+def captured_output(limit: int) -> Iterator[tuple[BoundedText, BoundedText]]:
+    """Points sys.stdout/sys.stderr at bounded buffers; restores them even if tenant code
+    replaced them for good, so the next call and the worker's own logging are unaffected."""
+    saved = (sys.stdout, sys.stderr)
+    out, err = BoundedText(limit), BoundedText(limit)
+    sys.stdout, sys.stderr = out, err
+    try:
+        yield out, err
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def format_exception(error: BaseException) -> str:
+    # Drop the worker's own frame: the tenant sees its code, not ours.
+    tb = error.__traceback__.tb_next if error.__traceback__ else None
+    return "".join(traceback.format_exception(type(error), error, tb))
+
+
+def check_program_id(program_id: Any) -> str:
+    if not isinstance(program_id, str) or not PROGRAM_ID.match(program_id):
+        raise WorkerError("invalid_program_id",
+                          "program_id must match ^[A-Za-z0-9_.-]{1,128}$")
+    return program_id
+
+
+def create_python(program_id: str, source: Any, entrypoint: Any, limit: int) -> Program:
+    if not isinstance(source, str):
+        raise WorkerError("invalid_args", "`source` must be a string for a python program")
+    if not isinstance(entrypoint, str) or not entrypoint.isidentifier():
+        raise WorkerError("invalid_args", "`entrypoint` must be a Python identifier")
+    module = types.ModuleType(f"corral_program_{program_id}")
+    with captured_output(limit) as (out, err):
+        try:
+            exec(compile(source, f"<program {program_id}>", "exec"), module.__dict__)
+        except BaseException as error:  # tenant code: SystemExit and all
+            raise WorkerError("program_error", f"{type(error).__name__}: {error}",
+                              exception=type(error).__name__,
+                              traceback=format_exception(error),
+                              stdout=out.getvalue(), stderr=err.getvalue()) from None
+    function = module.__dict__.get(entrypoint)
+    if not callable(function):
+        raise WorkerError("invalid_program",
+                          f"program does not define a callable `{entrypoint}`")
+    return Program(program_id, "python", time.time(), entrypoint=entrypoint,
+                   function=function, namespace=module.__dict__)
+
+
+def create_signature(program_id: str, spec: Any, instructions: Any) -> Program:
+    if instructions is None:
+        instructions = spec.get("instructions", "") if isinstance(spec, dict) else ""
+    if not isinstance(instructions, str):
+        raise WorkerError("invalid_args", "`instructions` must be a string")
+    try:
+        signature = parse_signature(spec)
+    except SignatureError as error:
+        details = {"position": error.position, **({"path": error.path} if error.path else {})}
+        raise WorkerError("invalid_signature", str(error), **details) from None
+    return Program(program_id, "signature", time.time(), signature=signature,
+                   instructions=instructions)
+
+
+def bind_inputs(function: Callable[..., Any], inputs: dict[str, Any]) -> None:
+    try:
+        parameters = inspect.signature(function)
+    except (TypeError, ValueError):
+        return  # a callable without a signature (some builtins): let the call decide
+    try:
+        parameters.bind(**inputs)
+    except TypeError as error:
+        raise WorkerError("invalid_inputs", str(error)) from None
+
+
+def run_python(program: Program, inputs: dict[str, Any], limit: int) -> tuple[Any, dict]:
+    """Calls the entrypoint (inputs already bound); returns its value and captured output."""
+    assert program.function is not None
+    with captured_output(limit) as (out, err):
+        started = time.perf_counter()
+        try:
+            value = program.function(**inputs)
+            failure = None
+        except BaseException as error:  # tenant code: SystemExit and all
+            value, failure = None, error
+        duration_ms = (time.perf_counter() - started) * 1000.0
+    captured = {
+        "stdout": out.getvalue(),
+        "stderr": err.getvalue(),
+        "stdout_truncated": out.truncated,
+        "stderr_truncated": err.truncated,
+        "duration_ms": duration_ms,
+    }
+    if failure is not None:
+        raise WorkerError("program_error", str(failure), exception=type(failure).__name__,
+                          traceback=format_exception(failure), stdout=captured["stdout"],
+                          stderr=captured["stderr"])
+    return value, captured
+
+
+def check_signature_inputs(signature: Signature, inputs: dict[str, Any]) -> None:
+    names = {f.name for f in signature.inputs}
+    missing = sorted(names - set(inputs))
+    unknown = sorted(set(inputs) - names)
+    if missing or unknown:
+        raise WorkerError("invalid_inputs", f"missing inputs {missing}, unknown inputs {unknown}")
+    for spec in signature.inputs:
+        if not value_matches(inputs[spec.name], spec.type):
+            raise WorkerError("invalid_inputs", f"input {spec.name!r} is not of type {spec.type}")
+
+
+def json_depth_within(text: str, limit: int) -> bool:
+    """True when no array or object in JSON `text` nests deeper than `limit`."""
+    if text.count("[") + text.count("{") <= limit:
+        return True  # cheap common case: not enough brackets to nest that deep
+    depth = 0
+    for match in _JSON_TOKENS.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                return False
+        elif token in ("]", "}"):
+            depth -= 1
+    return True
+
+
+def encode_result(value: Any, max_result: int) -> bytes:
+    """Serializes a program's return value once, checking it against the limits."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as error:
+        raise WorkerError("result_not_serializable",
+                          f"result is not JSON-serializable: {error}") from None
+    # Lone surrogates cannot be UTF-8: replace them rather than send text the daemon refuses.
+    encoded = text.encode("utf-8", errors="replace")
+    if len(encoded) > max_result:
+        raise WorkerError("result_too_large",
+                          f"result of {len(encoded)} bytes exceeds the limit of {max_result}",
+                          size=len(encoded), limit=max_result)
+    if not json_depth_within(text, MAX_RESULT_DEPTH):
+        raise WorkerError("result_not_serializable",
+                          f"result nests deeper than {MAX_RESULT_DEPTH} levels")
+    return encoded
