@@ -57,6 +57,8 @@ class Sandbox {
   // Host pid of the sandboxed process (the command, not the sandbox's init).
   virtual pid_t pid() const = 0;
   virtual uint32_t host_uid() const = 0;
+  // Paths of the sandbox's cgroup, one per hierarchy (for diagnostics and outcome records).
+  virtual const std::vector<std::string>& cgroup_paths() const = 0;
   // Kills every process of the sandbox. The first reason recorded wins. Does not block.
   virtual void Kill(OutcomeReason reason) = 0;
   // Blocks until the sandbox has ended and been cleaned up.
@@ -70,6 +72,9 @@ class Sandbox {
 struct LauncherOptions {
   CgroupManagerOptions cgroups;           // parent_name: the cgroup parent this launcher owns
   std::string id_lock_dir = "/run/corral/ids";  // host-id leases, shared by every launcher
+  // An empty directory each sandbox mounts its own root over, inside its private mount
+  // namespace (created 0755 at start: the sandbox's unprivileged host uid must search it).
+  std::string root_dir = "/run/corral/root";
 };
 
 // What this host supports, for `corral-run --check` and for failing closed at start.
