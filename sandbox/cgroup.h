@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,17 @@ struct CgroupManagerOptions {
   std::string self_cgroup_file = "/proc/self/cgroup";
   // Mount table to detect the layout from; empty = /proc/self/mountinfo.
   std::string mountinfo_file = "/proc/self/mountinfo";
+  // Use this layout instead of the detected one; it must match what is mounted (kV1 on a
+  // hybrid host ignores the cgroup2 hierarchy, so tests run the v1 freezer kill path for real).
+  std::optional<CgroupLayout> force_layout;
+  // mount_root is a plain directory tree standing in for cgroupfs (tests): writes create the
+  // files they write, and Remove unlinks regular files before rmdir. A real cgroup directory
+  // holds only kernel files, which rmdir takes with it; never set this on a real mount.
+  bool fake_tree = false;
+  // A memory limit without swap off (v1 memory.memsw, v2 memory.swap.max missing) would let a
+  // sandbox page out past its limit. Create then fails with reason `cgroup.memory_swap` unless
+  // this is false, in which case the memory limit alone is applied.
+  bool require_memory_swap = true;
 };
 
 class CgroupManager {
