@@ -194,14 +194,16 @@ int Run(const Options& options) {
 void DefineFlags(CLI::App& app, Options& options) {
   app.add_option("--policy", options.policy_file, "policy file (YAML)");
   app.add_option("--set", options.overrides, "override a policy field: path.in.policy=value")
-      ->type_name("PATH=VALUE");
+      ->type_name("PATH=VALUE")
+      ->allow_extra_args(false);  // one value per flag, so `--` still starts the command
   app.add_option("--outcome", options.outcome_file,
                  "write the outcome record (JSON) here instead of stderr's last line");
   app.add_option("--name", options.name, "sandbox name (default run-<pid>)");
   app.add_option("--cgroup-parent", options.cgroup_parent,
                  "cgroup parent this run owns (default corral-run)");
   app.add_option("--bind", options.binds, "extra read-only bind: SRC[:DST]")
-      ->type_name("SRC[:DST]");
+      ->type_name("SRC[:DST]")
+      ->allow_extra_args(false);
   app.add_flag("--check", options.check, "report what this host supports (and the policy needs)");
   app.set_version_flag("--version", kVersion);
   app.add_option("command", options.command, "command and arguments, after --");

@@ -99,7 +99,7 @@ void MountPlanner::SetAttr(const std::string& inside, bool recursive, uint64_t a
   step.target = spec_->Keep(At(inside));
   step.recursive = recursive;
   step.attr_set = attrs;
-  Add(step, fmt::format("{} `{}`", attrs & MOUNT_ATTR_RDONLY ? "make read-only" : "set nosuid",
+  Add(step, fmt::format("{} `{}`", attrs & MOUNT_ATTR_RDONLY ? "make read-only" : "restrict",
                         inside));
 }
 
@@ -204,6 +204,7 @@ void MountPlanner::PlanDev() {
     std::string inside = fmt::format("/dev/{}", node);
     Simple(MountKind::kTouch, inside, 0666, "create device mount point");
     Mount(inside, inside, nullptr, MS_BIND, "", fmt::format("bind `{}`", inside));
+    SetAttr(inside, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
   }
   for (const auto& link : kDevLinks) {
     MountStep step{MountKind::kSymlink};

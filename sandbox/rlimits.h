@@ -1,5 +1,8 @@
 // rlimits: per-process limits, soft = hard so the process cannot raise them back. NPROC is not
 // used: it counts per host uid, which says nothing per sandbox; the cgroup pids limit does that.
+// The one exception is CPU: its soft limit sends SIGXCPU (an unambiguous "CPU time ran out" in
+// the wait status) and the hard limit, one second later, SIGKILL for a process that ignores it.
+// The sandbox-wide CPU limit is the supervisor's (cgroup usage); this is the per-process backstop.
 #pragma once
 
 #include "sandbox/policy.h"

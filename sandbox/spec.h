@@ -98,7 +98,8 @@ struct MountStep {
 
 struct RlimitStep {
   int resource;
-  rlim_t value;  // soft = hard
+  rlim_t soft;
+  rlim_t hard;
   const char* label;
 };
 

@@ -71,8 +71,10 @@ Outcome DecideOutcome(const SandboxState& state, const ExitInfo& exit,
   } else if (events.pids_max_hits > 0 &&
              ((signaled && outcome.signal == SIGKILL) || (!signaled && outcome.exit_code != 0))) {
     outcome.reason = OutcomeReason::kPidsLimit;
-  } else if (signaled && (outcome.signal == SIGXCPU || outcome.signal == SIGKILL) &&
-             cpu_limited && std::chrono::microseconds(usage.cpu_usec) >= cpu_limit) {
+  } else if (cpu_limited && signaled &&
+             (outcome.signal == SIGXCPU ||
+              (outcome.signal == SIGKILL &&
+               std::chrono::microseconds(usage.cpu_usec) >= cpu_limit))) {
     outcome.reason = OutcomeReason::kCpuTimeout;
   } else if (signaled && outcome.signal == SIGSYS) {
     outcome.reason = OutcomeReason::kSeccompViolation;  // bad architecture: no number known
