@@ -1,0 +1,57 @@
+// Route: POST /v1/sessions/{id}/call, the generic bridge call.
+#include <array>
+
+#include "manager/api.h"
+#include "manager/http_errors.h"
+#include "manager/request_validation.h"
+
+namespace corral {
+namespace {
+
+// Only the worker's documented commands pass: the pool's session commands and anything a
+// future worker adds stay unreachable from clients until they are reviewed and listed here.
+constexpr std::array<std::string_view, 6> kCommands = {
+    "ping", "list_programs", "get_stats", "create_program", "delete_program", "execute_program"};
+
+const std::array kCallFields = {
+    FieldSpec{"command", FieldType::kString, true, "^[a-z_]{1,64}$"},
+    FieldSpec{"args", FieldType::kObject},
+    FieldSpec{"timeout_ms", FieldType::kInteger, false, "", 0, 1, kMaxTimeoutMs},
+};
+
+Status CheckCommand(const std::string& command) {
+  for (std::string_view known : kCommands) {
+    if (known == command) return Status::Ok();
+  }
+  return Status::InvalidArgument(fmt::format("command: `{}` is not one of {}", command,
+                                             fmt::join(kCommands, ", ")))
+      .WithReason("unknown_command")
+      .WithDetails(nlohmann::json{{"field", "command"}}.dump());
+}
+
+ApiResponse Call(ApiContext* context, const ApiRequest& request) {
+  Result<nlohmann::json> body = ParseJsonBody(request.body, false);
+  if (!body.ok()) return ErrorResponse(body.status());
+  Status valid = ValidateFields(*body, kCallFields);
+  if (!valid.ok()) return ErrorResponse(valid);
+  std::string command = (*body)["command"].get<std::string>();
+  Status known = CheckCommand(command);
+  if (!known.ok()) return ErrorResponse(known);
+
+  Result<std::shared_ptr<Session>> session = SessionFromPath(context, request);
+  if (!session.ok()) return ErrorResponse(session.status());
+  nlohmann::json args = body->value("args", nlohmann::json::object());
+  if (args.is_null()) args = nlohmann::json::object();
+  Result<nlohmann::json> result = (*session)->Call(command, args, CallTimeout(context, *body));
+  if (!result.ok()) return ErrorResponse(result.status());
+  return JsonResponse(200, {{"result", *result}});
+}
+
+}  // namespace
+
+std::vector<Route> CallRoutes(ApiContext* context) {
+  return {{"POST", "/v1/sessions/{id}/call",
+           [context](const ApiRequest& r) { return Call(context, r); }}};
+}
+
+}  // namespace corral

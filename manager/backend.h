@@ -1,0 +1,96 @@
+// The seam between session bookkeeping (manager/session_registry.h) and the place a session's
+// code runs. ProcessBackend gives every session its own sandboxed worker; a later PoolBackend
+// will share warm workers between sessions behind the same two interfaces.
+//
+// Thread safety: Backend methods may be called from any thread. A Worker's Call() is not
+// re-entrant: the session runs its calls one at a time; Stop() and Info() may be called from
+// any thread at any time, also while a call runs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "sandbox/cgroup.h"
+#include "sandbox/outcome.h"
+#include "sandbox/status.h"
+
+namespace corral {
+
+// Why a worker stopped on its own, as the session shows it in `failure`.
+struct WorkerFailure {
+  std::string reason;  // oom_killed, pids_limit, seccomp_violation, wall_timeout, worker_crashed
+  std::string message;
+  int exit_code = -1;
+  int signal = 0;
+  long seccomp_syscall = -1;
+  uint64_t memory_peak_bytes = 0;
+
+  nlohmann::json ToJson() const;
+};
+
+// The failure a sandbox outcome means for a session: the launcher's own reasons are kept,
+// plain exits and stray signals become `worker_crashed`.
+WorkerFailure FailureFromOutcome(const Outcome& outcome);
+
+struct WorkerLimits {
+  uint64_t memory_bytes = 0;
+  uint64_t pids = 0;
+  double cpus = 0;
+};
+
+struct WorkerInfo {
+  pid_t pid = 0;
+  uint32_t host_uid = 0;
+  ResourceUsage usage;
+  WorkerLimits limits;
+};
+
+// What a session asks of a backend.
+struct WorkerSpec {
+  std::string session_id;
+  std::string tenant;
+  std::string policy;  // a shipped policy name, already validated
+};
+
+// One session's worker.
+class Worker {
+ public:
+  // Ends the worker if it still runs and frees everything it held; blocks until it is gone.
+  virtual ~Worker() = default;
+
+  // Runs one worker command. Errors carry a reason: the worker's own error type
+  // (program_error, program_not_found, ...), `wall_timeout` (the worker was killed), or the
+  // reason the worker died (oom_killed, worker_crashed, ...) with the failure in details.
+  virtual Result<nlohmann::json> Call(const std::string& command, const nlohmann::json& args,
+                                      std::chrono::milliseconds timeout) = 0;
+  // Kills the worker (deleted, idle, shutting down). Does not block; pending calls fail.
+  virtual void Stop(OutcomeReason reason) = 0;
+  virtual WorkerInfo Info() const = 0;
+};
+
+using FailureCallback = std::function<void(const WorkerFailure& failure)>;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+  // Ok when sessions can be started now.
+  virtual Status Ready() const = 0;
+  // Checks that `policy` names a policy this backend can run (shipped and valid on this host).
+  virtual Status CheckPolicy(const std::string& policy) = 0;
+  // Starts a worker and returns once it answered ping. `on_failure` is called at most once,
+  // from any thread, if the worker later dies on its own (crash, OOM, limits, timeout); never
+  // after Stop() or destruction.
+  virtual Result<std::unique_ptr<Worker>> Start(const WorkerSpec& spec,
+                                                FailureCallback on_failure) = 0;
+};
+
+}  // namespace corral

@@ -1,0 +1,79 @@
+// corrald's configuration: one YAML file, every key documented in docs/config.md with its
+// default, every value overridable from the command line (`--set path.in.config=value`).
+//
+// The parser is driven by one table (config.cc): a row per key path, its kind and where it
+// lands. An unknown key, a wrong type or a bad value is an error naming the file and the path.
+//
+// Thread safety: a parsed DaemonConfig is a plain value, read-only once the daemon starts.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sandbox/log.h"
+#include "sandbox/status.h"
+
+namespace corral {
+
+struct ProcessBackendConfig {
+  uint64_t max_concurrent_sessions = 100;
+  std::chrono::milliseconds max_idle{3600 * 1000};  // `max_idle_seconds`
+  std::chrono::milliseconds idle_check_interval{60 * 1000};
+  std::chrono::milliseconds call_timeout{30 * 1000};  // default per-call wall time
+  std::chrono::milliseconds start_timeout{10 * 1000};  // launch until the worker answers ping
+};
+
+struct LimitsConfig {
+  uint64_t max_request_bytes = 1ull << 20;  // HTTP body
+  uint64_t max_frame_bytes = 16ull << 20;   // one worker protocol frame, both directions
+  uint64_t max_output_bytes = 1ull << 20;   // captured stdout/stderr per execution
+  uint64_t max_result_bytes = 8ull << 20;   // serialised outputs per execution
+};
+
+struct HttpConfig {
+  uint64_t threads = 16;
+  std::chrono::milliseconds read_timeout{5000};  // slow-loris defence (S53)
+  std::chrono::milliseconds write_timeout{5000};
+  uint64_t keep_alive_max = 100;
+};
+
+struct DaemonConfig {
+  std::string source;  // the config file, for messages
+  std::string listen = "127.0.0.1:8080";
+  std::string state_dir = "/var/lib/corral";
+  std::string policies_dir;  // default: <source tree>/policies
+  std::string default_policy = "default";
+  std::string worker_python = "/usr/bin/python3";
+  std::string worker_dir;  // default: <source tree>/images/python-worker
+  LogLevel log_level = LogLevel::kInfo;
+  LogFormat log_format = LogFormat::kAuto;
+  LimitsConfig limits;
+  std::string default_backend = "process";
+  ProcessBackendConfig process;
+  std::string cgroup_parent = "corrald";
+  HttpConfig http;
+};
+
+// The listen address split: "127.0.0.1:8080" -> {"127.0.0.1", 8080}. Port 0 = ephemeral.
+struct ListenAddress {
+  std::string host;
+  int port = 0;
+};
+Result<ListenAddress> ParseListenAddress(std::string_view text);
+
+// Parses `yaml_text`, applies `overrides` ("path=value", later wins), validates. Relative
+// paths resolve against `base_dir` (the config file's directory). `source` names the text in
+// messages.
+Result<DaemonConfig> ParseConfig(const std::string& yaml_text, const std::string& source,
+                                 const std::string& base_dir,
+                                 const std::vector<std::string>& overrides = {});
+Result<DaemonConfig> LoadConfigFile(const std::string& path,
+                                    const std::vector<std::string>& overrides = {});
+
+// Every key path the config accepts, in table order (docs and tests enumerate them).
+std::vector<std::string> ConfigKeys();
+
+}  // namespace corral

@@ -1,0 +1,192 @@
+#include "manager/http_server.h"
+
+#include <httplib.h>
+
+#include <set>
+
+#include "manager/http_errors.h"
+#include "sandbox/log.h"
+
+namespace corral {
+namespace {
+
+const Logger kLog("http");
+
+// Every path goes to the one dispatcher: the route table decides 404 and 405 itself.
+constexpr char kAnyPath[] = "[\\s\\S]*";
+
+std::vector<std::string> SplitPath(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    parts.push_back(path.substr(start, slash - start));
+    start = slash + 1;
+  }
+  return parts;
+}
+
+bool MatchPattern(const std::string& pattern, const std::string& path,
+                  std::map<std::string, std::string>* params) {
+  std::vector<std::string> want = SplitPath(pattern);
+  std::vector<std::string> got = SplitPath(path);
+  if (want.size() != got.size()) return false;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const std::string& segment = want[i];
+    if (segment.size() > 2 && segment.front() == '{' && segment.back() == '}') {
+      if (got[i].empty()) return false;
+      (*params)[segment.substr(1, segment.size() - 2)] = got[i];
+    } else if (segment != got[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// httplib answers some requests itself (413 past the body limit, 400 for a bad request line):
+// give those the one error shape too.
+Status StatusForBareCode(int code) {
+  switch (code) {
+    case 413:
+      return Status::TooLarge("request body is larger than limits.max_request_bytes")
+          .WithReason("payload_too_large");
+    case 404: return Status::NotFound("no such route").WithReason("route_not_found");
+    case 408: return Status::InvalidArgument("request timed out").WithReason("request_timeout");
+    case 414: return Status::TooLarge("request URI is too long").WithReason("uri_too_long");
+    default: break;
+  }
+  if (code >= 500) return Status::Internal(fmt::format("HTTP {}", code));
+  return Status::InvalidArgument(fmt::format("malformed HTTP request ({})", code))
+      .WithReason("bad_request");
+}
+
+void WriteResponse(const ApiResponse& reply, httplib::Response& res) {
+  res.status = reply.status;
+  if (!reply.body.empty()) res.set_content(reply.body, reply.content_type.c_str());
+}
+
+}  // namespace
+
+ApiResponse JsonResponse(int status, const nlohmann::json& body) {
+  return ApiResponse{status, "application/json",
+                     body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+}
+
+ApiResponse ErrorResponse(const Status& status) {
+  return JsonResponse(HttpStatusFor(status), ErrorBody(status));
+}
+
+ApiResponse EmptyResponse(int status) { return ApiResponse{status, "", ""}; }
+
+RouteMatch MatchRoute(const std::vector<Route>& routes, const std::string& method,
+                      const std::string& path) {
+  RouteMatch match;
+  std::set<std::string> allowed;
+  for (const Route& route : routes) {
+    std::map<std::string, std::string> params;
+    if (!MatchPattern(route.pattern, path, &params)) continue;
+    bool same_method = route.method == method || (method == "HEAD" && route.method == "GET");
+    if (!same_method) {
+      allowed.insert(route.method);
+      continue;
+    }
+    match.route = &route;
+    match.params = std::move(params);
+    return match;
+  }
+  if (!allowed.empty()) {
+    match.error = Status::InvalidArgument(fmt::format("{} is not allowed on this path (allowed: {})",
+                                                      method, fmt::join(allowed, ", ")))
+                      .WithReason("method_not_allowed");
+  } else {
+    match.error = Status::NotFound("no such route").WithReason("route_not_found");
+  }
+  return match;
+}
+
+HttpServer::HttpServer(const HttpConfig& config, uint64_t max_request_bytes,
+                       std::vector<Route> routes)
+    : routes_(std::move(routes)), server_(std::make_unique<httplib::Server>()) {
+  size_t threads = config.threads;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server_->set_payload_max_length(max_request_bytes);
+  server_->set_read_timeout(config.read_timeout);
+  server_->set_write_timeout(config.write_timeout);
+  server_->set_keep_alive_max_count(config.keep_alive_max);
+
+  auto dispatch = [this](const httplib::Request& req, httplib::Response& res) {
+    Dispatch(req.method, &req, &res);
+  };
+  server_->Get(kAnyPath, dispatch);
+  server_->Post(kAnyPath, dispatch);
+  server_->Put(kAnyPath, dispatch);
+  server_->Patch(kAnyPath, dispatch);
+  server_->Delete(kAnyPath, dispatch);
+  server_->Options(kAnyPath, dispatch);
+
+  httplib::Server::HandlerWithResponse on_error = [](const httplib::Request&,
+                                                      httplib::Response& res) {
+    if (!res.body.empty() || res.status < 400) return httplib::Server::HandlerResponse::Unhandled;
+    WriteResponse(ErrorResponse(StatusForBareCode(res.status)), res);
+    return httplib::Server::HandlerResponse::Handled;
+  };
+  server_->set_error_handler(std::move(on_error));
+  server_->set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr error) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        kLog.Error(kNoSession, "{} {}: handler threw: {}", req.method, req.path, what);
+        WriteResponse(ErrorResponse(Status::Internal("internal error")), res);
+      });
+}
+
+HttpServer::~HttpServer() = default;
+
+void HttpServer::Dispatch(const std::string& method, const void* request, void* response) {
+  const auto& req = *static_cast<const httplib::Request*>(request);
+  auto& res = *static_cast<httplib::Response*>(response);
+  RouteMatch match = MatchRoute(routes_, method, req.path);
+  if (match.route == nullptr) {
+    WriteResponse(ErrorResponse(match.error), res);
+    return;
+  }
+  ApiRequest api{method, req.path, std::move(match.params),
+                 std::multimap<std::string, std::string>(req.params.begin(), req.params.end()),
+                 req.body};
+  ApiResponse reply = match.route->handler(api);
+  if (reply.status >= 500) {
+    kLog.Warn(kNoSession, "{} {} -> {}", method, req.path, reply.status);
+  } else {
+    kLog.Debug(kNoSession, "{} {} -> {}", method, req.path, reply.status);
+  }
+  WriteResponse(reply, res);
+}
+
+Result<int> HttpServer::Bind(const ListenAddress& address) {
+  if (address.port == 0) {
+    int port = server_->bind_to_any_port(address.host);
+    if (port <= 0) return ErrnoStatus("bind `{}` on an ephemeral port", address.host);
+    return port;
+  }
+  if (!server_->bind_to_port(address.host, address.port)) {
+    return ErrnoStatus("bind `{}:{}`", address.host, address.port);
+  }
+  return address.port;
+}
+
+Status HttpServer::Serve() {
+  if (!server_->listen_after_bind()) {
+    return Status::Internal("the HTTP server stopped with an error");
+  }
+  return Status::Ok();
+}
+
+void HttpServer::Stop() { server_->stop(); }
+
+}  // namespace corral

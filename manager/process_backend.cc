@@ -1,0 +1,265 @@
+#include "manager/process_backend.h"
+
+#include <filesystem>
+#include <optional>
+
+#include <fmt/ranges.h>
+
+#include "manager/http_errors.h"
+#include "manager/worker_channel.h"
+#include "manager/worker_output.h"
+#include "sandbox/log.h"
+
+namespace corral {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+const Logger kLog("process_backend");
+
+// Inside every sandbox: the worker's code, bound read-only, and its channel descriptor.
+constexpr char kWorkerMount[] = "/opt/corral";
+constexpr int kChannelFd = 3;
+// How long a call whose channel reported the worker gone waits for the launcher's outcome, so
+// the error names the precise reason (oom_killed rather than worker_exited).
+constexpr std::chrono::milliseconds kOutcomeGrace{3000};
+
+// Shared between a worker and the launcher's on_exit callback, which may outlive it.
+struct ExitState {
+  std::mutex mutex;  // guards every member
+  bool stopped = false;
+  FailureCallback on_failure;
+};
+
+class ProcessWorker : public Worker {
+ public:
+  ProcessWorker(LogContext context, std::unique_ptr<Sandbox> sandbox,
+                std::unique_ptr<WorkerChannel> channel, std::shared_ptr<ExitState> exit_state,
+                WorkerLimits limits)
+      : context_(std::move(context)),
+        sandbox_(std::move(sandbox)),
+        channel_(std::move(channel)),
+        exit_state_(std::move(exit_state)),
+        limits_(limits) {}
+
+  ~ProcessWorker() override {
+    Stop(OutcomeReason::kKilledByRequest);
+    channel_->Close();
+    Outcome outcome = sandbox_->Wait();
+    kLog.Info(context_, "worker pid {} ended: {}", sandbox_->pid(),
+              OutcomeReasonName(outcome.reason));
+  }
+
+  Result<nlohmann::json> Call(const std::string& command, const nlohmann::json& args,
+                              std::chrono::milliseconds timeout) override {
+    Result<WorkerReply> reply = channel_->Call(command, args, Clock::now() + timeout);
+    if (!reply.ok()) return ChannelFailure(reply.status());
+    if (!reply->ok) {
+      return StatusFromWorkerError(reply->error_type, reply->error_message, reply->error);
+    }
+    return std::move(reply->result);
+  }
+
+  void Stop(OutcomeReason reason) override {
+    {
+      std::lock_guard<std::mutex> lock(exit_state_->mutex);
+      exit_state_->stopped = true;
+    }
+    sandbox_->Kill(reason);
+  }
+
+  WorkerInfo Info() const override {
+    WorkerInfo info;
+    info.pid = sandbox_->pid();
+    info.host_uid = sandbox_->host_uid();
+    if (!sandbox_->Exited()) info.usage = sandbox_->Usage();
+    info.limits = limits_;
+    return info;
+  }
+
+ private:
+  // The channel failed: a timeout, a protocol fault or the worker gone. Each ends the worker;
+  // the error names why as precisely as the launcher can tell.
+  Status ChannelFailure(const Status& status) {
+    if (status.reason() == kWallTimeout) {
+      sandbox_->Kill(OutcomeReason::kWallTimeout);
+      kLog.Warn(context_, "call timed out: worker killed");
+      return status;
+    }
+    if (status.reason() == kWorkerProtocolError) {
+      kLog.Error(context_, "worker protocol error, killing it: {}", status.message());
+      sandbox_->Kill(OutcomeReason::kKilledByRequest);
+      return status;
+    }
+    std::optional<Outcome> outcome = sandbox_->WaitFor(kOutcomeGrace);
+    if (!outcome) return status;
+    WorkerFailure failure = FailureFromOutcome(*outcome);
+    return Status::FailedPrecondition(fmt::format("the worker died: {}", failure.message))
+        .WithReason(failure.reason)
+        .WithDetails(nlohmann::json{{"failure", failure.ToJson()}}.dump());
+  }
+
+  const LogContext context_;
+  std::unique_ptr<Sandbox> sandbox_;
+  std::unique_ptr<WorkerChannel> channel_;
+  std::shared_ptr<ExitState> exit_state_;
+  const WorkerLimits limits_;
+};
+
+// Runs on the launcher's supervisor thread once the sandbox has ended.
+void OnSandboxExit(const std::shared_ptr<ExitState>& state, const LogContext& context,
+                   const Outcome& outcome) {
+  std::lock_guard<std::mutex> lock(state->mutex);
+  if (state->stopped || !state->on_failure) return;
+  WorkerFailure failure = FailureFromOutcome(outcome);
+  kLog.Warn(context, "worker failed: {} ({})", failure.reason, failure.message);
+  state->on_failure(failure);
+  state->on_failure = nullptr;
+}
+
+LaunchRequest MakeLaunchRequest(const DaemonConfig& config, const WorkerSpec& spec,
+                                int channel_fd) {
+  LaunchRequest request;
+  request.name = "s-" + spec.session_id;
+  request.argv = {config.worker_python, "-I", std::string(kWorkerMount) + "/worker.py"};
+  request.env = {
+      {"CORRAL_CHANNEL_FD", std::to_string(kChannelFd)},
+      {"CORRAL_MAX_FRAME", std::to_string(config.limits.max_frame_bytes)},
+      {"CORRAL_MAX_OUTPUT", std::to_string(config.limits.max_output_bytes)},
+      {"CORRAL_MAX_RESULT", std::to_string(config.limits.max_result_bytes)},
+      {"CORRAL_LOG_FORMAT", "json"},
+      {"CORRAL_SESSION_ID", spec.session_id},
+  };
+  request.fds = {FdPass{channel_fd, kChannelFd}};
+  request.extra_binds = {BindMount{config.worker_dir, kWorkerMount, false, false}};
+  return request;
+}
+
+}  // namespace
+
+nlohmann::json WorkerFailure::ToJson() const {
+  nlohmann::json json = {{"reason", reason},   {"message", message},
+                         {"exit_code", nullptr}, {"signal", nullptr},
+                         {"memory_peak_bytes", memory_peak_bytes}};
+  if (exit_code >= 0) json["exit_code"] = exit_code;
+  if (signal > 0) json["signal"] = signal;
+  if (seccomp_syscall >= 0) json["seccomp_syscall"] = seccomp_syscall;
+  return json;
+}
+
+WorkerFailure FailureFromOutcome(const Outcome& outcome) {
+  WorkerFailure failure;
+  failure.exit_code = outcome.exit_code;
+  failure.signal = outcome.signal;
+  failure.seccomp_syscall = outcome.seccomp_syscall;
+  failure.memory_peak_bytes = outcome.memory_peak_bytes;
+  switch (outcome.reason) {
+    case OutcomeReason::kExited:
+      failure.reason = "worker_crashed";
+      failure.message = fmt::format("the worker exited with status {}", outcome.exit_code);
+      break;
+    case OutcomeReason::kSignaled:
+      failure.reason = "worker_crashed";
+      failure.message = fmt::format("the worker was killed by signal {}", outcome.signal);
+      break;
+    default:
+      failure.reason = std::string(OutcomeReasonName(outcome.reason));
+      failure.message = outcome.message.empty() ? failure.reason : outcome.message;
+      break;
+  }
+  return failure;
+}
+
+ProcessBackend::ProcessBackend(const DaemonConfig& config, std::unique_ptr<Launcher> launcher)
+    : config_(config), launcher_(std::move(launcher)) {}
+
+Result<std::unique_ptr<ProcessBackend>> ProcessBackend::Create(const DaemonConfig& config) {
+  LauncherOptions options;
+  options.cgroups.parent_name = config.cgroup_parent;
+  CORRAL_ASSIGN_OR_RETURN(std::unique_ptr<Launcher> launcher, Launcher::Create(options));
+
+  // A previous daemon that was killed may have left sandboxes under our cgroup parent; they
+  // are found through that tree only, never by process name.
+  CORRAL_ASSIGN_OR_RETURN(int stale, launcher->CleanupStale());
+  kLog.Info(kNoSession, "removed {} sandbox(es) left by a previous run under `{}`", stale,
+            config.cgroup_parent);
+
+  if (!fs::exists(fs::path(config.worker_dir) / "worker.py")) {
+    return Status::NotFound(fmt::format("worker `{}/worker.py` not found", config.worker_dir));
+  }
+  std::unique_ptr<ProcessBackend> backend(new ProcessBackend(config, std::move(launcher)));
+  CORRAL_TRY_CTX(backend->CheckPolicy(config.default_policy), "default policy `{}`",
+                 config.default_policy);
+  return backend;
+}
+
+Status ProcessBackend::Ready() const { return Status::Ok(); }
+
+Result<Policy> ProcessBackend::LoadPolicy(const std::string& name) {
+  std::lock_guard<std::mutex> lock(policies_mutex_);
+  auto it = policies_.find(name);
+  if (it != policies_.end()) return it->second;
+
+  std::string path = config_.policies_dir + "/" + name + ".yaml";
+  if (!fs::exists(path)) {
+    return Status::NotFound(fmt::format("policy `{}` is not shipped", name))
+        .WithReason("policy_not_found");
+  }
+  CORRAL_ASSIGN_OR_RETURN(Policy policy, LoadPolicyFile(path));
+  std::vector<std::string> missing = launcher_->host().MissingFor(policy);
+  if (!missing.empty()) {
+    return Status::Unsupported(fmt::format("policy `{}` needs what this host lacks: {}", name,
+                                           fmt::join(missing, ", ")))
+        .WithReason("policy_unsupported");
+  }
+  policies_.emplace(name, policy);
+  return policy;
+}
+
+Status ProcessBackend::CheckPolicy(const std::string& policy) {
+  return LoadPolicy(policy).status();
+}
+
+Result<std::unique_ptr<Worker>> ProcessBackend::Start(const WorkerSpec& spec,
+                                                      FailureCallback on_failure) {
+  LogContext context{spec.session_id, spec.tenant};
+  CORRAL_ASSIGN_OR_RETURN(Policy policy, LoadPolicy(spec.policy));
+  CORRAL_ASSIGN_OR_RETURN(auto ends, WorkerChannel::MakeSocketPair());
+
+  auto exit_state = std::make_shared<ExitState>();
+  exit_state->on_failure = std::move(on_failure);
+  LaunchRequest request = MakeLaunchRequest(config_, spec, ends.second.get());
+  request.output_sink = MakeWorkerOutputSink(context);
+  request.on_exit = [exit_state, context](const Outcome& outcome) {
+    OnSandboxExit(exit_state, context, outcome);
+  };
+
+  Clock::time_point started = Clock::now();
+  CORRAL_ASSIGN_OR_RETURN(std::unique_ptr<Sandbox> sandbox,
+                          launcher_->Launch(policy, std::move(request)));
+  ends.second.reset();  // the worker holds its end now; ours would hide its exit
+
+  WorkerChannel::Options channel_options;
+  channel_options.max_frame = config_.limits.max_frame_bytes;
+  channel_options.log_context = context;
+  auto channel = std::make_unique<WorkerChannel>(std::move(ends.first), channel_options);
+  WorkerLimits limits{policy.limits.memory, policy.limits.pids, policy.limits.cpus};
+  auto worker = std::make_unique<ProcessWorker>(context, std::move(sandbox), std::move(channel),
+                                                exit_state, limits);
+
+  // The session is ready only once the worker answers: a start that hangs is a failure.
+  Result<nlohmann::json> ping = worker->Call("ping", nlohmann::json::object(),
+                                             config_.process.start_timeout);
+  if (!ping.ok()) {
+    return Status::Unavailable(fmt::format("the worker did not start: {}", ping.status().ToString()))
+        .WithReason("worker_start_failed")
+        .WithDetails(ping.status().details_json());
+  }
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  kLog.Info(context, "worker pid {} ready in {} ms (policy `{}`)", worker->Info().pid,
+            elapsed.count(), spec.policy);
+  return std::unique_ptr<Worker>(std::move(worker));
+}
+
+}  // namespace corral
