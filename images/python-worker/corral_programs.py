@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from corral_signature import Signature, SignatureError, parse_signature, value_matches
 
-PROGRAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+PROGRAM_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 # The daemon refuses frames nested deeper than 256 levels; a reply wraps outputs in 2 more.
 MAX_RESULT_DEPTH = 250
 # A JSON string (skipped whole, so brackets inside it do not count) or one bracket.
@@ -51,6 +51,7 @@ class Program:
     namespace: dict[str, Any] = field(default_factory=dict)
     signature: Signature | None = None
     instructions: str = ""
+    source: str = ""
     executions: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -111,16 +112,34 @@ def captured_output(limit: int) -> Iterator[tuple[BoundedText, BoundedText]]:
         sys.stdout, sys.stderr = saved
 
 
-def format_exception(error: BaseException) -> str:
-    # Drop the worker's own frame: the tenant sees its code, not ours.
+def format_exception(error: BaseException, filename: str, source: str) -> str:
+    """The traceback the tenant sees: the worker's own frame dropped, and the program's lines
+    taken from its own source. (linecache is keyed by file name, which two sessions' programs
+    can share in a pool, so it must never be fed tenant source.)"""
+    lines = source.splitlines()
     tb = error.__traceback__.tb_next if error.__traceback__ else None
-    return "".join(traceback.format_exception(type(error), error, tb))
+    frames = []
+    for frame in traceback.StackSummary.extract(traceback.walk_tb(tb), lookup_lines=False):
+        line = None
+        if frame.filename == filename and frame.lineno and 0 < frame.lineno <= len(lines):
+            line = lines[frame.lineno - 1]
+        frames.append(traceback.FrameSummary(frame.filename, frame.lineno, frame.name,
+                                             lookup_line=line is None, line=line))
+    head = ["Traceback (most recent call last):\n"] if frames else []
+    stack = traceback.StackSummary.from_list(frames).format()
+    return "".join(head + stack + traceback.format_exception_only(type(error), error))
+
+
+def program_filename(program_id: str) -> str:
+    return f"<program {program_id}>"
 
 
 def check_program_id(program_id: Any) -> str:
-    if not isinstance(program_id, str) or not PROGRAM_ID.match(program_id):
+    # "." and ".." match the pattern but read as paths wherever an id meets a URL or a file.
+    if (not isinstance(program_id, str) or not PROGRAM_ID.fullmatch(program_id)
+            or program_id.strip(".") == ""):
         raise WorkerError("invalid_program_id",
-                          "program_id must match ^[A-Za-z0-9_.-]{1,128}$")
+                          "program_id must match ^[A-Za-z0-9_.-]{1,128}$ and not be only dots")
     return program_id
 
 
@@ -132,18 +151,19 @@ def create_python(program_id: str, source: Any, entrypoint: Any, limit: int) -> 
     module = types.ModuleType(f"corral_program_{program_id}")
     with captured_output(limit) as (out, err):
         try:
-            exec(compile(source, f"<program {program_id}>", "exec"), module.__dict__)
+            exec(compile(source, program_filename(program_id), "exec"), module.__dict__)
         except BaseException as error:  # tenant code: SystemExit and all
             raise WorkerError("program_error", f"{type(error).__name__}: {error}",
                               exception=type(error).__name__,
-                              traceback=format_exception(error),
+                              traceback=format_exception(error, program_filename(program_id),
+                                                         source),
                               stdout=out.getvalue(), stderr=err.getvalue()) from None
     function = module.__dict__.get(entrypoint)
     if not callable(function):
         raise WorkerError("invalid_program",
                           f"program does not define a callable `{entrypoint}`")
     return Program(program_id, "python", time.time(), entrypoint=entrypoint,
-                   function=function, namespace=module.__dict__)
+                   function=function, namespace=module.__dict__, source=source)
 
 
 def create_signature(program_id: str, spec: Any, instructions: Any) -> Program:
@@ -191,7 +211,9 @@ def run_python(program: Program, inputs: dict[str, Any], limit: int) -> tuple[An
     }
     if failure is not None:
         raise WorkerError("program_error", str(failure), exception=type(failure).__name__,
-                          traceback=format_exception(failure), stdout=captured["stdout"],
+                          traceback=format_exception(failure, program_filename(program.program_id),
+                                                     program.source),
+                          stdout=captured["stdout"],
                           stderr=captured["stderr"])
     return value, captured
 
