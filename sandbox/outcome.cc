@@ -6,16 +6,26 @@ namespace corral {
 
 std::string_view OutcomeReasonName(OutcomeReason reason) {
   switch (reason) {
-    case OutcomeReason::kExited: return "exited";
-    case OutcomeReason::kSignaled: return "signaled";
-    case OutcomeReason::kOomKilled: return "oom_killed";
-    case OutcomeReason::kPidsLimit: return "pids_limit";
-    case OutcomeReason::kWallTimeout: return "wall_timeout";
-    case OutcomeReason::kCpuTimeout: return "cpu_timeout";
-    case OutcomeReason::kOutputLimit: return "output_limit";
-    case OutcomeReason::kSeccompViolation: return "seccomp_violation";
-    case OutcomeReason::kKilledByRequest: return "killed_by_request";
-    case OutcomeReason::kLaunchFailed: return "launch_failed";
+    case OutcomeReason::kExited:
+      return "exited";
+    case OutcomeReason::kSignaled:
+      return "signaled";
+    case OutcomeReason::kOomKilled:
+      return "oom_killed";
+    case OutcomeReason::kPidsLimit:
+      return "pids_limit";
+    case OutcomeReason::kWallTimeout:
+      return "wall_timeout";
+    case OutcomeReason::kCpuTimeout:
+      return "cpu_timeout";
+    case OutcomeReason::kOutputLimit:
+      return "output_limit";
+    case OutcomeReason::kSeccompViolation:
+      return "seccomp_violation";
+    case OutcomeReason::kKilledByRequest:
+      return "killed_by_request";
+    case OutcomeReason::kLaunchFailed:
+      return "launch_failed";
   }
   return "launch_failed";
 }

@@ -31,8 +31,8 @@ constexpr size_t kMaxPolicyBytes = 1 << 20;
 using Overrides = std::map<std::string, std::string>;
 
 Status Invalid(const Status& status, std::string_view source) {
-  std::string message = source.empty() ? status.message()
-                                       : fmt::format("{}: {}", source, status.message());
+  std::string message =
+      source.empty() ? status.message() : fmt::format("{}: {}", source, status.message());
   return Status::Error(ErrorCategory::kInvalidArgument, std::move(message), status.sys_errno())
       .WithReason(std::string(kInvalidPolicy));
 }
@@ -83,8 +83,7 @@ const std::string* OverrideOf(const Overrides& overrides, std::string_view path)
 
 class TreeWalker {
  public:
-  TreeWalker(const Overrides& overrides, Policy& policy)
-      : overrides_(overrides), policy_(policy) {}
+  TreeWalker(const Overrides& overrides, Policy& policy) : overrides_(overrides), policy_(policy) {}
 
   // Reads every entry of the map at `at` (a section, or the root when `at.path` is empty).
   Status WalkSection(const LocatedNode& at) {
@@ -124,8 +123,8 @@ Result<YAML::Node> LoadYaml(const std::string& text) {
     return YAML::Load(text);
   } catch (const YAML::Exception& e) {
     if (e.mark.is_null()) return Status::InvalidArgument(fmt::format("bad YAML: {}", e.msg));
-    return Status::InvalidArgument(fmt::format("line {}, column {}: bad YAML: {}",
-                                               e.mark.line + 1, e.mark.column + 1, e.msg));
+    return Status::InvalidArgument(
+        fmt::format("line {}, column {}: bad YAML: {}", e.mark.line + 1, e.mark.column + 1, e.msg));
   }
 }
 
@@ -168,7 +167,8 @@ Status ApplyOverride(YAML::Node root, const std::string& text, Overrides& applie
   size_t equals = text.find('=');
   if (equals == std::string::npos) return fail("expected path=value");
   std::string path = text.substr(0, equals);
-  if (!IsOverridablePath(path)) return fail(fmt::format("{}: unknown key{}", path, Suggestion(path)));
+  if (!IsOverridablePath(path))
+    return fail(fmt::format("{}: unknown key{}", path, Suggestion(path)));
 
   auto value = LoadYaml(text.substr(equals + 1));
   if (!value.ok()) return fail(value.status().message());
@@ -197,6 +197,14 @@ Status FillName(Policy& policy) {
       fmt::format("name: {} (taken from the file name; set `name`)", valid.message()));
 }
 
+Status CheckRules(const Policy& policy, const Overrides& overrides) {
+  std::string path;
+  Status status = CheckPolicyRules(policy, &path);
+  const std::string* override_text = status.ok() ? nullptr : OverrideOf(overrides, path);
+  if (override_text == nullptr) return status;
+  return std::move(status).Context(fmt::format("override `{}`", *override_text));
+}
+
 Result<Policy> ParseTree(const std::string& yaml_text, const std::string& source,
                          const std::vector<std::string>& override_texts) {
   CORRAL_ASSIGN_OR_RETURN(YAML::Node root, LoadYaml(yaml_text));
@@ -213,7 +221,7 @@ Result<Policy> ParseTree(const std::string& yaml_text, const std::string& source
   Policy policy;
   policy.source = source;
   CORRAL_TRY(TreeWalker(overrides, policy).WalkSection(LocatedNode{root, "", true}));
-  CORRAL_TRY(CheckPolicyRules(policy));
+  CORRAL_TRY(CheckRules(policy, overrides));
   CORRAL_TRY(FillName(policy));
   return policy;
 }

@@ -176,11 +176,15 @@ LocatedNode LocatedNode::Child(YAML::Node child, std::string_view suffix) const 
 
 std::string_view NodeTypeName(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Map: return "a map";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
     case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return "nothing";
+    case YAML::NodeType::Undefined:
+      return "nothing";
   }
   return "nothing";
 }
@@ -205,14 +209,16 @@ Status ApplyField(const FieldSpec& field, const LocatedNode& at, Policy& policy)
     case FieldKind::kDuration:
       return ReadScalar(at, "a duration", ParseDuration,
                         Member<std::chrono::milliseconds>(field, policy));
-    case FieldKind::kString: return ReadString(field, at, Member<std::string>(field, policy));
+    case FieldKind::kString:
+      return ReadString(field, at, Member<std::string>(field, policy));
     case FieldKind::kStringList:
       return ReadStringList(field, at, Member<std::vector<std::string>>(field, policy));
     case FieldKind::kStringMap:
       return ReadStringMap(field, at, Member<std::map<std::string, std::string>>(field, policy));
     case FieldKind::kBindList:
       return ReadBinds(at, Member<std::vector<BindMount>>(field, policy));
-    case FieldKind::kEnum: return ReadEnum(field, at, policy);
+    case FieldKind::kEnum:
+      return ReadEnum(field, at, policy);
   }
   return Status::Internal(fmt::format("{}: field kind not handled", field.path));
 }

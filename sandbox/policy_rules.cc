@@ -73,9 +73,10 @@ const PolicyRule kRules[] = {
 
 }  // namespace
 
-Status CheckPolicyRules(const Policy& policy) {
+Status CheckPolicyRules(const Policy& policy, std::string* failed_path) {
   for (const PolicyRule& rule : kRules) {
     if (!rule.holds(policy)) {
+      *failed_path = rule.path;
       return Status::InvalidArgument(fmt::format("{}: {}", rule.path, rule.reason));
     }
   }

@@ -27,11 +27,15 @@ constexpr EnumChoice kErrnos[] = {
 constexpr EnumChoice kOptionalFacilities[] = {
     {"cgroup.cpu", 0}, {"cgroup.memory_swap", 0}, {"cgroup.pids", 0}, {"cgroup.memory", 0}};
 
-void SetProfile(Policy& p, const EnumChoice& c) { p.seccomp.profile = std::string(c.name); }
+void SetProfile(Policy& p, const EnumChoice& c) {
+  p.seccomp.profile = std::string(c.name);
+}
 void SetAction(Policy& p, const EnumChoice& c) {
   p.seccomp.action = static_cast<SeccompAction>(c.value);
 }
-void SetErrno(Policy& p, const EnumChoice& c) { p.seccomp.errno_value = c.value; }
+void SetErrno(Policy& p, const EnumChoice& c) {
+  p.seccomp.errno_value = c.value;
+}
 
 using K = FieldKind;
 using V = ValueCheck;
@@ -95,12 +99,12 @@ const FieldSpec kSchema[] = {
     {"limits.kill_on_output_limit", K::kBool, CORRAL_FIELD(limits.kill_on_output_limit), "false",
      "end the sandbox with `output_limit` once it writes more than `limits.output`"},
 
-    {"seccomp.profile", K::kEnum, &SetProfile, "python", "base syscall allow-list",
-     V::kChoice, kProfiles},
+    {"seccomp.profile", K::kEnum, &SetProfile, "python", "base syscall allow-list", V::kChoice,
+     kProfiles},
     {"seccomp.action", K::kEnum, &SetAction, "errno",
      "what a refused syscall does: return an errno, or kill the sandbox", V::kChoice, kActions},
-    {"seccomp.errno", K::kEnum, &SetErrno, "EPERM", "errno a refused syscall returns",
-     V::kChoice, kErrnos},
+    {"seccomp.errno", K::kEnum, &SetErrno, "EPERM", "errno a refused syscall returns", V::kChoice,
+     kErrnos},
     {"seccomp.allow", K::kStringList, CORRAL_FIELD(seccomp.allow), "[]",
      "syscalls added to the profile", V::kSyscallName},
     {"seccomp.deny", K::kStringList, CORRAL_FIELD(seccomp.deny), "[]",
@@ -124,7 +128,9 @@ const FieldSpec kSchema[] = {
 
 }  // namespace
 
-std::span<const FieldSpec> PolicySchema() { return kSchema; }
+std::span<const FieldSpec> PolicySchema() {
+  return kSchema;
+}
 
 const FieldSpec* FindPolicyField(std::string_view path) {
   for (const FieldSpec& field : kSchema) {
@@ -145,17 +151,28 @@ bool IsPolicySection(std::string_view path) {
 
 std::string_view FieldKindName(FieldKind kind) {
   switch (kind) {
-    case FieldKind::kBool: return "bool";
-    case FieldKind::kU32: return "u32";
-    case FieldKind::kCount: return "count";
-    case FieldKind::kSize: return "size";
-    case FieldKind::kDouble: return "number";
-    case FieldKind::kDuration: return "duration";
-    case FieldKind::kString: return "string";
-    case FieldKind::kStringList: return "string list";
-    case FieldKind::kStringMap: return "string map";
-    case FieldKind::kBindList: return "bind list";
-    case FieldKind::kEnum: return "enum";
+    case FieldKind::kBool:
+      return "bool";
+    case FieldKind::kU32:
+      return "u32";
+    case FieldKind::kCount:
+      return "count";
+    case FieldKind::kSize:
+      return "size";
+    case FieldKind::kDouble:
+      return "number";
+    case FieldKind::kDuration:
+      return "duration";
+    case FieldKind::kString:
+      return "string";
+    case FieldKind::kStringList:
+      return "string list";
+    case FieldKind::kStringMap:
+      return "string map";
+    case FieldKind::kBindList:
+      return "bind list";
+    case FieldKind::kEnum:
+      return "enum";
   }
   return "unknown";
 }

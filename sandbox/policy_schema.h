@@ -37,13 +37,13 @@ enum class FieldKind {
 // maps to each key.
 enum class ValueCheck {
   kNone,
-  kName,          // [A-Za-z0-9._-]{1,64}: policy names appear in URLs and file names
-  kAbsolutePath,  // absolute, no `..` component
+  kName,                  // [A-Za-z0-9._-]{1,64}: policy names appear in URLs and file names
+  kAbsolutePath,          // absolute, no `..` component
   kOptionalAbsolutePath,  // same, or empty
-  kHostname,      // RFC 1123 host name, at most 64 characters
-  kEnvName,       // [A-Za-z_][A-Za-z0-9_]*
-  kSyscallName,   // known to libseccomp for the native architecture
-  kChoice,        // one of `choices` (enum lists)
+  kHostname,              // RFC 1123 host name, at most 64 characters
+  kEnvName,               // [A-Za-z_][A-Za-z0-9_]*
+  kSyscallName,           // known to libseccomp for the native architecture
+  kChoice,                // one of `choices` (enum lists)
 };
 
 struct EnumChoice {
@@ -59,9 +59,8 @@ using EnumSetter = void (*)(Policy&, const EnumChoice&);
 using FieldTarget =
     std::variant<MemberRef<bool>, MemberRef<uint32_t>, MemberRef<uint64_t>, MemberRef<double>,
                  MemberRef<std::chrono::milliseconds>, MemberRef<std::string>,
-                 MemberRef<std::vector<std::string>>,
-                 MemberRef<std::map<std::string, std::string>>, MemberRef<std::vector<BindMount>>,
-                 EnumSetter>;
+                 MemberRef<std::vector<std::string>>, MemberRef<std::map<std::string, std::string>>,
+                 MemberRef<std::vector<BindMount>>, EnumSetter>;
 
 struct FieldSpec {
   std::string_view path;  // "limits.memory"

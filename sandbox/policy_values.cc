@@ -176,8 +176,7 @@ Result<uint64_t> ParseCountText(std::string_view text) {
   uint64_t value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
-    return Status::InvalidArgument(
-        fmt::format("expected a whole number of at least 0, got `{}`", text));
+    return Status::InvalidArgument(fmt::format("expected a whole number, got `{}`", text));
   }
   return value;
 }
@@ -213,10 +212,12 @@ Status CheckValue(ValueCheck check, std::string_view value, std::span<const Enum
     return Status::InvalidArgument(fmt::format("`{}` is not {}", value, what));
   };
   switch (check) {
-    case ValueCheck::kNone: return Status::Ok();
+    case ValueCheck::kNone:
+      return Status::Ok();
     case ValueCheck::kName:
       return IsPolicyName(value) ? Status::Ok() : fail("a valid name ([A-Za-z0-9._-]{1,64})");
-    case ValueCheck::kAbsolutePath: return CheckAbsolutePath(value);
+    case ValueCheck::kAbsolutePath:
+      return CheckAbsolutePath(value);
     case ValueCheck::kOptionalAbsolutePath:
       return value.empty() ? Status::Ok() : CheckAbsolutePath(value);
     case ValueCheck::kHostname:
@@ -229,7 +230,8 @@ Status CheckValue(ValueCheck check, std::string_view value, std::span<const Enum
         return Status::InvalidArgument(fmt::format("unknown syscall `{}`", value));
       }
       return Status::Ok();
-    case ValueCheck::kChoice: return FindChoice(value, choices).status();
+    case ValueCheck::kChoice:
+      return FindChoice(value, choices).status();
   }
   return Status::Ok();
 }
