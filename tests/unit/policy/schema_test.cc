@@ -70,14 +70,28 @@ TEST_CASE("each schema default is the default of the policy struct", "[schema]")
   }
 }
 
-TEST_CASE("docs/policy.md documents every schema path", "[schema]") {
+// True when some table row of `doc` is about `path` and gives `default_text` as its default:
+// "| `limits.memory` | size ... | `256Mi` | ...".
+bool DocumentsDefault(const std::string& doc, std::string_view path, std::string_view def) {
+  std::istringstream lines(doc);
+  std::string row_start = fmt::format("| `{}` |", path);
+  std::string cell = fmt::format("| `{}` |", def);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.starts_with(row_start) && (def.empty() || line.find(cell) != std::string::npos)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST_CASE("docs/policy.md documents every schema path with its default", "[schema]") {
   std::ifstream file(std::string(CORRAL_SOURCE_DIR) + "/docs/policy.md");
   REQUIRE(file.good());
   std::stringstream text;
   text << file.rdbuf();
   for (const FieldSpec& field : PolicySchema()) {
     INFO(field.path);
-    CHECK_THAT(text.str(), Catch::Contains(fmt::format("`{}`", field.path)));
+    CHECK(DocumentsDefault(text.str(), field.path, field.default_text));
   }
 }
 
