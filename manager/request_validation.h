@@ -44,7 +44,7 @@ Status ValidateFields(const nlohmann::json& body, std::span<const FieldSpec> fie
 
 // Identifiers that appear in paths: the same rules as the request bodies.
 inline constexpr std::string_view kSessionIdPattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$";
-inline constexpr std::string_view kProgramIdPattern = "^[A-Za-z_][A-Za-z0-9_.-]{0,63}$";
+inline constexpr std::string_view kProgramIdPattern = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
 inline constexpr std::string_view kPolicyNamePattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$";
 inline constexpr std::string_view kUserIdPattern = "^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$";
 
