@@ -167,8 +167,10 @@ Status ApplyOverride(YAML::Node root, const std::string& text, Overrides& applie
   size_t equals = text.find('=');
   if (equals == std::string::npos) return fail("expected path=value");
   std::string path = text.substr(0, equals);
-  if (!IsOverridablePath(path))
+  if (IsPolicySection(path)) return fail(fmt::format("{}: a section; set one of its fields", path));
+  if (!IsOverridablePath(path)) {
     return fail(fmt::format("{}: unknown key{}", path, Suggestion(path)));
+  }
 
   auto value = LoadYaml(text.substr(equals + 1));
   if (!value.ok()) return fail(value.status().message());
