@@ -10,8 +10,8 @@
 #include "sandbox/seccomp.h"
 
 #include <fcntl.h>
-#include <linux/seccomp.h>
 #include <linux/sched.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -87,9 +87,8 @@ std::vector<ArgMatch> Exactly(std::span<const uint32_t> values, uint64_t mask) {
 // clone: no new namespaces. A process that makes its own user namespace regains every
 // capability inside it and reaches kernel code (mount, netfilter) that is a rich source of
 // privilege escalations. x86_64 passes the flags in the first argument.
-constexpr uint64_t kNamespaceFlags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,
-                                        CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
-                                        CLONE_NEWCGROUP, CLONE_NEWTIME};
+constexpr uint64_t kNamespaceFlags[] = {CLONE_NEWNS,  CLONE_NEWUTS, CLONE_NEWIPC,    CLONE_NEWUSER,
+                                        CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWCGROUP, CLONE_NEWTIME};
 
 Status AddCloneRules(scmp_filter_ctx ctx, const Actions& actions, int nr) {
   uint64_t all = 0;
@@ -131,8 +130,8 @@ Status AddSocketRules(scmp_filter_ctx ctx, const Actions& actions, int nr) {
 constexpr uint32_t kRefusedIoctls[] = {TIOCSTI, TIOCLINUX};
 
 Status AddIoctlRules(scmp_filter_ctx ctx, const Actions& actions, int nr) {
-  CORRAL_TRY(AddMatchRules(ctx, actions, actions.refuse, nr, {}, 1,
-                           Exactly(kRefusedIoctls, kLow32)));
+  CORRAL_TRY(
+      AddMatchRules(ctx, actions, actions.refuse, nr, {}, 1, Exactly(kRefusedIoctls, kLow32)));
   return AddMatchRules(ctx, actions, SCMP_ACT_ALLOW, nr, {}, 1,
                        ComplementMatches(kRefusedIoctls, 32));
 }
@@ -144,8 +143,8 @@ Status AddIoctlRules(scmp_filter_ctx ctx, const Actions& actions, int nr) {
 constexpr uint32_t kPersonalities[] = {0x0, 0x8, 0x20000, 0x20008, 0xffffffff};
 
 Status AddPersonalityRules(scmp_filter_ctx ctx, const Actions& actions, int nr) {
-  CORRAL_TRY(AddMatchRules(ctx, actions, SCMP_ACT_ALLOW, nr, {}, 0,
-                           Exactly(kPersonalities, kLow32)));
+  CORRAL_TRY(
+      AddMatchRules(ctx, actions, SCMP_ACT_ALLOW, nr, {}, 0, Exactly(kPersonalities, kLow32)));
   return AddMatchRules(ctx, actions, actions.refuse, nr, {}, 0,
                        ComplementMatches(kPersonalities, 32));
 }
@@ -213,8 +212,7 @@ Status AddSyscallRule(scmp_filter_ctx ctx, const Actions& actions, int nr, bool 
 }
 
 // Every number libseccomp can name gets a rule; the rest fall to the default action.
-Status AddSyscallRules(scmp_filter_ctx ctx, const Actions& actions,
-                       const std::set<int>& allowed) {
+Status AddSyscallRules(scmp_filter_ctx ctx, const Actions& actions, const std::set<int>& allowed) {
   for (int nr = 0; nr < kMaxSyscallNumber; ++nr) {
     char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
     if (name == nullptr) continue;
@@ -271,8 +269,8 @@ void CollectComplement(std::span<const uint32_t> values, int width, int depth, u
   uint64_t mask = ((uint64_t{1} << width) - 1) & ~((uint64_t{1} << bit) - 1);
   for (uint64_t branch : {uint64_t{0}, uint64_t{1} << bit}) {
     uint64_t child = prefix | branch;
-    bool leads_to_value = std::any_of(values.begin(), values.end(),
-                                      [&](uint32_t v) { return (v & mask) == child; });
+    bool leads_to_value =
+        std::any_of(values.begin(), values.end(), [&](uint32_t v) { return (v & mask) == child; });
     if (leads_to_value) {
       CollectComplement(values, width, depth + 1, child, out);
     } else {

@@ -7,7 +7,6 @@
 // listed here is refused. clone, socket, ioctl and personality are listed but also guarded by
 // argument rules in sandbox/seccomp.cc; clone3 is never allowed (its flags live in memory the
 // filter cannot read, so it answers ENOSYS and libc falls back to clone).
-#include <array>
 #include <span>
 #include <string_view>
 
@@ -16,6 +15,8 @@
 namespace corral::seccomp_internal {
 namespace {
 
+// Grouped by concern, several names a line: a table to read, not code to format.
+// clang-format off
 constexpr std::string_view kPythonProfile[] = {
     // Files and descriptors.
     "read", "write", "open", "openat", "openat2", "creat", "close", "close_range", "lseek",
@@ -75,6 +76,7 @@ constexpr std::string_view kPythonProfile[] = {
     // System information.
     "uname", "sysinfo", "getrandom",
 };
+// clang-format on
 
 struct Profile {
   std::string_view name;
