@@ -35,9 +35,13 @@ bool JsonDepthWithin(std::string_view text, size_t max_depth) {
   bool escaped = false;
   for (char c : text) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
       continue;
     }
     if (c == '"') {
@@ -73,8 +77,8 @@ Result<nlohmann::json> DecodeFrameBody(std::string_view body) {
 
 Result<std::string> EncodeFrame(const nlohmann::json& message, size_t max_frame) {
   if (!message.is_object()) {
-    return FrameError(kMalformedFrame, fmt::format("frame must hold an object, not a {}",
-                                                   message.type_name()));
+    return FrameError(kMalformedFrame,
+                      fmt::format("frame must hold an object, not a {}", message.type_name()));
   }
   std::string body;
   try {

@@ -29,26 +29,31 @@ Status WallTimeout(std::string_view command) {
       .WithReason(std::string(kWallTimeout));
 }
 
+Status ChannelClosed() {
+  return Status::Unavailable("worker channel closed").WithReason(std::string(kWorkerChannelClosed));
+}
+
 // Milliseconds left until `deadline` for poll(): -1 (forever) for time_point::max().
 int PollTimeout(std::chrono::steady_clock::time_point deadline) {
   if (deadline == std::chrono::steady_clock::time_point::max()) return -1;
-  auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
-                                                            std::chrono::steady_clock::now());
+  auto left =
+      std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
   if (left.count() <= 0) return 0;
   return static_cast<int>(std::min<int64_t>(left.count(), 1 << 30));
 }
 
 // Parses the reply part of a frame that carries a pending id. A reply has exactly one of
 // `result` (an object) and `error` (an object with string `type` and `message`).
+// Failures are plain messages; the caller makes them protocol errors naming the id.
 Result<WorkerReply> ParseReply(const nlohmann::json& frame) {
   auto result = frame.find("result");
   auto error = frame.find("error");
   if ((result == frame.end()) == (error == frame.end())) {
-    return ProtocolError("reply must carry exactly one of `result` and `error`");
+    return Status::InvalidArgument("it must carry exactly one of `result` and `error`");
   }
   WorkerReply reply;
   if (result != frame.end()) {
-    if (!result->is_object()) return ProtocolError("reply `result` is not an object");
+    if (!result->is_object()) return Status::InvalidArgument("its `result` is not an object");
     reply.ok = true;
     reply.result = *result;
     return reply;
@@ -57,7 +62,7 @@ Result<WorkerReply> ParseReply(const nlohmann::json& frame) {
   auto message = error->is_object() ? error->find("message") : error->end();
   if (!error->is_object() || type == error->end() || !type->is_string() ||
       message == error->end() || !message->is_string()) {
-    return ProtocolError("reply `error` must be an object with string `type` and `message`");
+    return Status::InvalidArgument("its `error` is not an object with string `type` and `message`");
   }
   reply.error_type = type->get<std::string>();
   reply.error_message = message->get<std::string>();
@@ -72,8 +77,8 @@ WorkerChannel::WorkerChannel(UniqueFd fd, Options options)
   // Non-blocking, so a worker that stops reading cannot hold a writer past its deadline.
   int flags = fcntl(fd_.get(), F_GETFL);
   if (flags < 0 || fcntl(fd_.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
-    fault_ = ErrnoStatus("make worker channel non-blocking").WithReason(
-        std::string(kWorkerChannelClosed));
+    fault_ = ErrnoStatus("make worker channel non-blocking")
+                 .WithReason(std::string(kWorkerChannelClosed));
     return;
   }
   reader_ = std::thread([this] { ReadLoop(); });
@@ -82,8 +87,10 @@ WorkerChannel::WorkerChannel(UniqueFd fd, Options options)
 WorkerChannel::~WorkerChannel() {
   Close();
   if (reader_.joinable()) {
-    if (reader_.get_id() == std::this_thread::get_id()) reader_.detach();
-    else reader_.join();
+    if (reader_.get_id() == std::this_thread::get_id())
+      reader_.detach();
+    else
+      reader_.join();
   }
 }
 
@@ -116,6 +123,7 @@ Result<WorkerReply> WorkerChannel::Call(const std::string& command, nlohmann::js
   if (!written.ok()) {
     std::lock_guard lock(mutex_);
     pending_.erase(id);
+    if (closing_) return ChannelClosed();  // the write failed because Close() shut it down
     if (written.reason() == kWallTimeout) return WallTimeout(command);
     return written;
   }
@@ -190,7 +198,7 @@ void WorkerChannel::Close() {
   // Wakes the reader (its read returns end of file) and any writer waiting in poll.
   if (fd_.valid()) shutdown(fd_.get(), SHUT_RDWR);
   if (reader_.joinable() && reader_.get_id() != std::this_thread::get_id()) reader_.join();
-  Fault(Status::Unavailable("worker channel closed").WithReason(std::string(kWorkerChannelClosed)));
+  Fault(ChannelClosed());
 }
 
 Status WorkerChannel::fault() const {
@@ -261,8 +269,8 @@ bool WorkerChannel::Dispatch(const nlohmann::json& frame) {
         return false;
       }
       if (!has_id) {
-        FaultLocked(ProtocolError(fmt::format("frame `id` {} is not a non-negative integer",
-                                        id->dump())));
+        FaultLocked(
+            ProtocolError(fmt::format("frame `id` {} is not a non-negative integer", id->dump())));
         return false;
       }
       return DeliverReply(id->get<uint64_t>(), frame);
@@ -297,7 +305,7 @@ bool WorkerChannel::DeliverReply(uint64_t id, const nlohmann::json& frame) {
 
   Result<WorkerReply> reply = ParseReply(frame);
   if (!reply.ok()) {
-    return fail(Status(reply.status()).Context(fmt::format("reply to id {}", id)));
+    return fail(ProtocolError(fmt::format("reply to id {}: {}", id, reply.status().message())));
   }
   it->second.reply = std::move(reply).value();
   replied_.notify_all();

@@ -55,7 +55,8 @@ def main() -> int:
     log = Log(config.log_format)
     channel = Channel(config.channel_fd, config.max_frame)
     worker = Worker(config, log)
-    log.write("info", f"worker started, pid {os.getpid()}, pool {config.pool}")
+    mode = "pool" if config.pool else "process"
+    log.write("info", f"worker started in {mode} mode, pid {os.getpid()}")
     return serve(channel, worker, log)
 
 
