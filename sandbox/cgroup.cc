@@ -13,9 +13,12 @@ namespace corral {
 
 std::string_view CgroupLayoutName(CgroupLayout layout) {
   switch (layout) {
-    case CgroupLayout::kV1: return "v1";
-    case CgroupLayout::kV2: return "v2";
-    case CgroupLayout::kHybrid: return "hybrid";
+    case CgroupLayout::kV1:
+      return "v1";
+    case CgroupLayout::kV2:
+      return "v2";
+    case CgroupLayout::kHybrid:
+      return "hybrid";
   }
   return "unknown";
 }
@@ -27,8 +30,11 @@ const Logger kLog("cgroup");
 
 class CgroupImpl : public Cgroup {
  public:
-  CgroupImpl(CgroupFs fs, std::string name, CgroupDirs dirs)
-      : fs_(fs), name_(std::move(name)), dirs_(std::move(dirs)) {}
+  CgroupImpl(CgroupFs fs, std::string name, CgroupDirs dirs, bool use_cgroup_kill)
+      : fs_(fs),
+        name_(std::move(name)),
+        dirs_(std::move(dirs)),
+        use_cgroup_kill_(use_cgroup_kill) {}
   ~CgroupImpl() override {
     Status status = Remove();
     if (!status.ok()) kLog.Error(kNoSession, "{}", status.ToString());
@@ -80,8 +86,8 @@ class CgroupImpl : public Cgroup {
       if (!emptied.ok()) return emptied.status().Context(fmt::format("kill cgroup `{}`", name_));
       if (*emptied) return Status::Ok();
       if (std::chrono::steady_clock::now() >= deadline) {
-        return Status::Internal(fmt::format("kill cgroup `{}`: still populated after {} ms",
-                                            name_, kEmptyTimeout.count()));
+        return Status::Internal(fmt::format("kill cgroup `{}`: still populated after {} ms", name_,
+                                            kEmptyTimeout.count()));
       }
     }
   }
@@ -137,13 +143,16 @@ class CgroupImpl : public Cgroup {
 
   Status SignalAll() {
     // cgroup.kill (5.14+) kills every task in the subtree in one step, even ones forking.
-    if (!dirs_.unified.empty() && fs_.Exists(dirs_.unified + "/cgroup.kill")) {
+    // Before it, a freezer (cgroup2's cgroup.freeze from 5.2, else v1's) stops forks while
+    // the tasks are listed and killed one by one.
+    bool have_unified = !dirs_.unified.empty();
+    if (have_unified && use_cgroup_kill_ && fs_.Exists(dirs_.unified + "/cgroup.kill")) {
       return fs_.Write(dirs_.unified + "/cgroup.kill", "1");
     }
-    if (!dirs_.freezer.empty()) return v1::FreezeKillThaw(fs_, dirs_.freezer);
-    if (!dirs_.unified.empty() && fs_.Exists(dirs_.unified + "/cgroup.freeze")) {
+    if (have_unified && fs_.Exists(dirs_.unified + "/cgroup.freeze")) {
       return v2::FreezeKillThaw(fs_, dirs_.unified);
     }
+    if (!dirs_.freezer.empty()) return v1::FreezeKillThaw(fs_, dirs_.freezer);
     // Nothing can stop forks while listing: kill what is there, the next round gets the rest.
     for (const std::string& dir : dirs_.All()) CORRAL_TRY(KillEach(fs_, dir + "/cgroup.procs"));
     return Status::Ok();
@@ -152,6 +161,7 @@ class CgroupImpl : public Cgroup {
   CgroupFs fs_;
   std::string name_;
   CgroupDirs dirs_;
+  bool use_cgroup_kill_;
   bool removed_ = false;
   uint64_t sampled_peak_ = 0;
 };
@@ -159,12 +169,13 @@ class CgroupImpl : public Cgroup {
 class ManagerImpl : public CgroupManager {
  public:
   ManagerImpl(CgroupFs fs, CgroupLayout layout, CgroupDirs parent,
-              std::vector<std::string> controllers, bool require_memory_swap)
+              std::vector<std::string> controllers, const CgroupManagerOptions& options)
       : fs_(fs),
         layout_(layout),
         parent_(std::move(parent)),
         controllers_(std::move(controllers)),
-        require_memory_swap_(require_memory_swap) {}
+        require_memory_swap_(options.require_memory_swap),
+        use_cgroup_kill_(options.use_cgroup_kill) {}
 
   CgroupLayout layout() const override { return layout_; }
   std::vector<std::string> Controllers() const override { return controllers_; }
@@ -172,7 +183,7 @@ class ManagerImpl : public CgroupManager {
   Result<std::unique_ptr<Cgroup>> Create(const std::string& name,
                                          const CgroupLimits& limits) override {
     CORRAL_TRY(ValidateName(name));
-    auto cgroup = std::make_unique<CgroupImpl>(fs_, name, parent_.Child(name));
+    auto cgroup = std::make_unique<CgroupImpl>(fs_, name, parent_.Child(name), use_cgroup_kill_);
     CORRAL_TRY_CTX(cgroup->MakeDirs(), "create cgroup `{}`", name);
     Status limited = cgroup->ApplyLimits(limits, require_memory_swap_);
     if (!limited.ok()) {
@@ -187,7 +198,7 @@ class ManagerImpl : public CgroupManager {
     int removed = 0;
     Status first_error;
     for (const std::string& name : names) {
-      CgroupImpl stale(fs_, name, ExistingOnly(parent_.Child(name)));
+      CgroupImpl stale(fs_, name, ExistingOnly(parent_.Child(name)), use_cgroup_kill_);
       Status status = stale.Remove();
       if (status.ok()) {
         ++removed;
@@ -226,6 +237,7 @@ class ManagerImpl : public CgroupManager {
   const CgroupDirs parent_;
   const std::vector<std::string> controllers_;
   const bool require_memory_swap_;
+  const bool use_cgroup_kill_;
 };
 
 Status MakeParent(const CgroupFs& fs, const CgroupDirs& parent) {
@@ -256,8 +268,8 @@ std::vector<std::string> V2Controllers(const CgroupFs& fs, const std::string& pa
   return controllers;
 }
 
-std::vector<std::string> ListControllers(const CgroupFs& fs, CgroupLayout layout,
-                                         const CgroupDirs& parent) {
+std::vector<std::string> ListControllers(const CgroupFs& fs, const CgroupManagerOptions& options,
+                                         CgroupLayout layout, const CgroupDirs& parent) {
   std::vector<std::string> controllers;
   if (layout == CgroupLayout::kV2) {
     controllers = V2Controllers(fs, parent.unified);
@@ -271,7 +283,8 @@ std::vector<std::string> ListControllers(const CgroupFs& fs, CgroupLayout layout
     if (!parent.cpuacct.empty()) controllers.emplace_back("cpuacct");
     if (!parent.freezer.empty()) controllers.emplace_back("freezer");
   }
-  if (!parent.unified.empty() && fs.Exists(parent.unified + "/cgroup.kill")) {
+  if (!parent.unified.empty() && options.use_cgroup_kill &&
+      fs.Exists(parent.unified + "/cgroup.kill")) {
     controllers.emplace_back("kill");
   }
   return controllers;
@@ -305,12 +318,12 @@ Result<std::unique_ptr<CgroupManager>> CgroupManager::Open(const CgroupManagerOp
                    "enable cgroup controllers for `{}`", parent.unified);
   }
 
-  std::vector<std::string> controllers = ci::ListControllers(fs, found->layout, parent);
+  std::vector<std::string> controllers = ci::ListControllers(fs, options, found->layout, parent);
   ci::kLog.Info(kNoSession, "cgroup layout {}, parent {}, controllers {}",
                 CgroupLayoutName(found->layout), fmt::join(parent.All(), " "),
                 fmt::join(controllers, " "));
   return std::unique_ptr<CgroupManager>(std::make_unique<ci::ManagerImpl>(
-      fs, found->layout, std::move(parent), std::move(controllers), options.require_memory_swap));
+      fs, found->layout, std::move(parent), std::move(controllers), options));
 }
 
 }  // namespace corral

@@ -84,6 +84,9 @@ struct CgroupManagerOptions {
   // sandbox page out past its limit. Create then fails with reason `cgroup.memory_swap` unless
   // this is false, in which case the memory limit alone is applied.
   bool require_memory_swap = true;
+  // false: kill by freezing (cgroup.freeze, else the v1 freezer) even where cgroup.kill
+  // exists, as kernels 5.2 to 5.13 must; lets tests run that path on a current kernel.
+  bool use_cgroup_kill = true;
 };
 
 class CgroupManager {

@@ -186,8 +186,7 @@ Result<std::vector<std::string>> CgroupFs::ListSubdirs(const std::string& path) 
 }
 
 bool CgroupDirs::has_v1() const {
-  return !memory.empty() || !pids.empty() || !cpu.empty() || !cpuacct.empty() ||
-         !freezer.empty();
+  return !memory.empty() || !pids.empty() || !cpu.empty() || !cpuacct.empty() || !freezer.empty();
 }
 
 std::vector<std::string> CgroupDirs::All() const {

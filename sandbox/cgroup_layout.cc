@@ -38,8 +38,8 @@ const Mount* FindV2Mount(const std::vector<Mount>& mounts, const std::string& mo
 // `controller` empty: the cgroup2 line, "0::/path".
 const SelfCgroup* FindEntry(const std::vector<SelfCgroup>& entries, std::string_view controller) {
   for (const SelfCgroup& entry : entries) {
-    bool match = controller.empty() ? entry.controllers.empty()
-                                    : Contains(entry.controllers, controller);
+    bool match =
+        controller.empty() ? entry.controllers.empty() : Contains(entry.controllers, controller);
     if (match) return &entry;
   }
   return nullptr;
@@ -53,12 +53,12 @@ const SelfCgroup* FindEntry(const std::vector<SelfCgroup>& entries, std::string_
 Result<std::string> OwnDir(const Mount& mount, const SelfCgroup& entry) {
   std::string_view path = entry.path;
   std::string_view root = mount.root;
-  bool reachable = path.find("/..") == std::string_view::npos &&
-                   (root == "/" || Beneath(path, root));
+  bool reachable =
+      path.find("/..") == std::string_view::npos && (root == "/" || Beneath(path, root));
   if (!reachable) {
     return Status::FailedPrecondition(
-        fmt::format("own cgroup `{}` lies outside the hierarchy mounted at `{}` (root `{}`)",
-                    path, mount.mount_point, root));
+        fmt::format("own cgroup `{}` lies outside the hierarchy mounted at `{}` (root `{}`)", path,
+                    mount.mount_point, root));
   }
   if (root != "/") path.remove_prefix(root.size());
   if (path == "/") path = "";
@@ -69,17 +69,18 @@ Result<CgroupDirs> FindV1Dirs(const std::vector<Mount>& mounts,
                               const std::vector<SelfCgroup>& entries,
                               const std::string& mount_root) {
   CgroupDirs dirs;
-  const std::pair<const char*, std::string*> kControllers[] = {
-      {"memory", &dirs.memory}, {"pids", &dirs.pids},         {"cpu", &dirs.cpu},
-      {"cpuacct", &dirs.cpuacct}, {"freezer", &dirs.freezer}};
+  const std::pair<const char*, std::string*> kControllers[] = {{"memory", &dirs.memory},
+                                                               {"pids", &dirs.pids},
+                                                               {"cpu", &dirs.cpu},
+                                                               {"cpuacct", &dirs.cpuacct},
+                                                               {"freezer", &dirs.freezer}};
   for (auto [controller, dir] : kControllers) {
     const Mount* mount = FindV1Mount(mounts, mount_root, controller);
     if (mount == nullptr) continue;
     const SelfCgroup* entry = FindEntry(entries, controller);
     if (entry == nullptr) {
-      return Status::FailedPrecondition(
-          fmt::format("`{}` is mounted but this process has no `{}` cgroup", controller,
-                      controller));
+      return Status::FailedPrecondition(fmt::format(
+          "`{}` is mounted but this process has no `{}` cgroup", controller, controller));
     }
     CORRAL_ASSIGN_OR_RETURN(*dir, OwnDir(*mount, *entry));
   }
@@ -93,9 +94,8 @@ Result<CgroupLayout> ChooseLayout(const CgroupManagerOptions& options, bool has_
   if (has_v1) detected = v2_unified ? CgroupLayout::kHybrid : CgroupLayout::kV1;
   if (!options.force_layout) {
     if (detected) return *detected;
-    return Status::Unsupported(
-        fmt::format("no cgroup hierarchy with memory, pids, cpu or freezer under `{}`",
-                    options.mount_root));
+    return Status::Unsupported(fmt::format(
+        "no cgroup hierarchy with memory, pids, cpu or freezer under `{}`", options.mount_root));
   }
   CgroupLayout forced = *options.force_layout;
   bool possible = (forced == CgroupLayout::kV1 && has_v1) ||

@@ -25,7 +25,8 @@ Status ApplyMemory(const CgroupFs& fs, const std::string& dir, uint64_t bytes,
   if (status.ok() || status.sys_errno() != ENOENT) return status;
   if (!require_memory_swap) return Status::Ok();
   return Status::Unsupported(
-             fmt::format("cgroup.memory_swap unavailable: `{}` missing (swap accounting off)", swap))
+             fmt::format("cgroup.memory_swap unavailable: `{}` missing (swap accounting off)",
+                         swap))
       .WithReason("cgroup.memory_swap");
 }
 

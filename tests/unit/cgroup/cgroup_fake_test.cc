@@ -57,7 +57,8 @@ struct FakeV2 {
   FakeV2() {
     WriteText(tmp.path() / "mountinfo",
               "22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
-              "30 22 0:27 / " + root.string() +
+              "30 22 0:27 / " +
+                  root.string() +
                   " rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n");
     WriteText(tmp.path() / "self_cgroup", "0::/kubepods/pod1\n");
     WriteText(own / "cgroup.controllers", "cpuset cpu io memory pids\n");
@@ -136,8 +137,7 @@ TEST_CASE("cgroup fake v2: Events and Usage parse the kernel's files") {
   auto manager = OpenOrFail(fake.Options());
   auto cgroup = CreateOrFail(*manager, "s-2", {});
   fs::path dir = fake.parent / "s-2";
-  WriteText(dir / "memory.events",
-            "low 0\nhigh 0\nmax 7\noom 2\noom_kill 1\noom_group_kill 0\n");
+  WriteText(dir / "memory.events", "low 0\nhigh 0\nmax 7\noom 2\noom_kill 1\noom_group_kill 0\n");
   WriteText(dir / "pids.events", "max 3\n");
   WriteText(dir / "cgroup.events", "populated 1\nfrozen 0\n");
   WriteText(dir / "memory.current", "1048576\n");
@@ -192,6 +192,23 @@ TEST_CASE("cgroup fake v2: KillAll writes cgroup.kill, Remove removes the direct
   CHECK(children->empty());
 }
 
+TEST_CASE("cgroup fake v2: without cgroup.kill, KillAll freezes, kills the listed, thaws") {
+  FakeV2 fake;
+  auto manager = OpenOrFail(fake.Options());
+  auto cgroup = CreateOrFail(*manager, "s-freeze", {});
+  fs::path dir = fake.parent / "s-freeze";
+  WriteText(dir / "cgroup.freeze", "0");
+  // Empty: a fake must not list pids, they would be this host's processes.
+  WriteText(dir / "cgroup.procs", "");
+  WriteText(dir / "cgroup.events", "populated 0\nfrozen 1\n");
+
+  Status killed = cgroup->KillAll();
+  INFO(killed.ToString());
+  REQUIRE(killed.ok());
+  CHECK_FALSE(fs::exists(dir / "cgroup.kill"));
+  CHECK(ReadText(dir / "cgroup.freeze") == "0");
+}
+
 TEST_CASE("cgroup fake v2: the destructor removes the cgroup") {
   FakeV2 fake;
   auto manager = OpenOrFail(fake.Options());
@@ -222,8 +239,8 @@ TEST_CASE("cgroup fake v2: RemoveStale removes leftovers and counts them") {
 TEST_CASE("cgroup fake v2: names that could escape the parent are refused") {
   FakeV2 fake;
   auto manager = OpenOrFail(fake.Options());
-  const std::string kBad[] = {"", ".", "..", ".hidden", "a/b", "../x", "a b", "x\n",
-                              std::string(129, 'a')};
+  const std::string kBad[] = {
+      "", ".", "..", ".hidden", "a/b", "../x", "a b", "x\n", std::string(129, 'a')};
   for (const std::string& name : kBad) {
     INFO("name `" << name << "`");
     auto cgroup = manager->Create(name, {});
@@ -288,14 +305,25 @@ struct FakeHybrid {
 
   FakeHybrid() {
     std::string r = root.string();
-    WriteText(tmp.path() / "mountinfo",
-              "31 23 0:28 / " + r + " rw - tmpfs tmpfs rw,mode=755\n"
-              "32 31 0:29 / " + r + "/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
-              "35 31 0:32 /box " + r + "/memory rw - cgroup cgroup rw,memory\n"
-              "37 31 0:34 / " + r + "/freezer rw - cgroup cgroup rw,freezer\n"
-              "39 31 0:36 / " + r + "/pids rw - cgroup cgroup rw,pids\n"
-              "40 31 0:37 / " + r + "/systemd rw - cgroup cgroup rw,name=systemd\n"
-              "41 31 0:38 / " + r + "/unified rw - cgroup2 cgroup2 rw\n");
+    WriteText(tmp.path() / "mountinfo", "31 23 0:28 / " + r +
+                                            " rw - tmpfs tmpfs rw,mode=755\n"
+                                            "32 31 0:29 / " +
+                                            r +
+                                            "/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+                                            "35 31 0:32 /box " +
+                                            r +
+                                            "/memory rw - cgroup cgroup rw,memory\n"
+                                            "37 31 0:34 / " +
+                                            r +
+                                            "/freezer rw - cgroup cgroup rw,freezer\n"
+                                            "39 31 0:36 / " +
+                                            r +
+                                            "/pids rw - cgroup cgroup rw,pids\n"
+                                            "40 31 0:37 / " +
+                                            r +
+                                            "/systemd rw - cgroup cgroup rw,name=systemd\n"
+                                            "41 31 0:38 / " +
+                                            r + "/unified rw - cgroup2 cgroup2 rw\n");
     WriteText(tmp.path() / "self_cgroup",
               "9:name=systemd:/\n8:pids:/p\n6:freezer:/f\n4:memory:/box/m\n"
               "1:cpu,cpuacct:/c\n0::/u\n");

@@ -125,9 +125,12 @@ class GatedChild {
 // A manager with a parent unique to this test, and the removal of that parent at the end.
 class HostCgroups {
  public:
-  explicit HostCgroups(std::string_view tag, std::optional<CgroupLayout> force = {})
-      : parent_name_(fmt::format("corral-test-{}-{}", ::getpid(), tag)) {
-    Open(force);
+  explicit HostCgroups(std::string_view tag, std::optional<CgroupLayout> force = {},
+                       bool use_cgroup_kill = true)
+      : parent_name_(fmt::format("corral-test-{}-{}", ::getpid(), tag)),
+        force_(force),
+        use_cgroup_kill_(use_cgroup_kill) {
+    Open();
     // The parent's directories, for the final cleanup: the dirnames of a probe's.
     auto probe = manager_->Create("probe", {});
     REQUIRE(probe.ok());
@@ -137,10 +140,11 @@ class HostCgroups {
   }
   ~HostCgroups() { RemoveParent(); }
 
-  void Open(std::optional<CgroupLayout> force = {}) {
+  void Open() {
     CgroupManagerOptions options;
     options.parent_name = parent_name_;
-    options.force_layout = force;
+    options.force_layout = force_;
+    options.use_cgroup_kill = use_cgroup_kill_;
     auto manager = CgroupManager::Open(options);
     INFO(manager.status().ToString());
     REQUIRE(manager.ok());
@@ -170,6 +174,8 @@ class HostCgroups {
 
  private:
   std::string parent_name_;
+  std::optional<CgroupLayout> force_;
+  bool use_cgroup_kill_;
   std::unique_ptr<CgroupManager> manager_;
   std::vector<fs::path> parent_dirs_;
 };
@@ -287,6 +293,13 @@ TEST_CASE("cgroup host: limits land in the v1 files, the process in every hierar
 TEST_CASE("cgroup host: KillAll through cgroup.kill reaches setsid, orphaned, stopped children") {
   CORRAL_SKIP_IF(!HostIsHybrid(), "needs root on a host with cgroup v1 and cgroup2 at unified");
   HostCgroups host("escape-v2");
+  KillsEscapedProcesses(host, host.parent_dirs().back().string());
+}
+
+TEST_CASE("cgroup host: without cgroup.kill, KillAll freezes through cgroup.freeze") {
+  CORRAL_SKIP_IF(!HostIsHybrid(), "needs root on a host with cgroup v1 and cgroup2 at unified");
+  HostCgroups host("escape-freeze", {}, /*use_cgroup_kill=*/false);
+  CHECK_FALSE(Has(host.manager().Controllers(), "kill"));
   KillsEscapedProcesses(host, host.parent_dirs().back().string());
 }
 
