@@ -24,90 +24,11 @@ namespace corral {
 namespace {
 
 using testing::ErrnoOf;
-using testing::ProgramFor;
+using testing::NextNotification;
+using testing::Notification;
+using testing::Supervised;
 
-const SeccompProgram& KillProgram() {
-  static const SeccompProgram program = [] {
-    SeccompPolicy policy;
-    policy.action = SeccompAction::kKill;
-    return ProgramFor(policy);
-  }();
-  return program;
-}
-
-bool SendFd(int socket, int fd) {
-  char byte = 'L';
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  header->cmsg_level = SOL_SOCKET;
-  header->cmsg_type = SCM_RIGHTS;
-  header->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(header), &fd, sizeof(int));
-  return sendmsg(socket, &message, 0) == 1;
-}
-
-UniqueFd ReceiveFd(int socket) {
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  if (recvmsg(socket, &message, MSG_CMSG_CLOEXEC) != 1) return UniqueFd();
-  cmsghdr* header = CMSG_FIRSTHDR(&message);
-  if (header == nullptr || header->cmsg_type != SCM_RIGHTS) return UniqueFd();
-  int fd = -1;
-  std::memcpy(&fd, CMSG_DATA(header), sizeof(int));
-  return UniqueFd(fd);
-}
-
-// A child under the kill program, and the listener it handed over.
-struct Supervised {
-  pid_t pid = -1;
-  UniqueFd listener;
-};
-
-Supervised StartSupervised(const std::function<int()>& body) {
-  int pair[2];
-  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
-  UniqueFd parent_end(pair[0]), child_end(pair[1]);
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    setsid();
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(testing::kInstallFailed);
-    int listener = InstallSeccompProgram(KillProgram());
-    if (listener < 0 || !SendFd(child_end.get(), listener)) _exit(testing::kInstallFailed);
-    close(listener);
-    _exit(body());
-  }
-  child_end.reset();
-  Supervised child;
-  child.pid = pid;
-  child.listener = ReceiveFd(parent_end.get());
-  return child;
-}
-
-// Waits for one notification; -1 when the listener hung up (the child ended without one).
-long NextNotifiedSyscall(const Supervised& child) {
-  pollfd ready{child.listener.get(), POLLIN, 0};
-  while (poll(&ready, 1, -1) < 0 && errno == EINTR) {
-  }
-  if ((ready.revents & POLLIN) == 0) return -1;
-  seccomp_notif notification;
-  std::memset(&notification, 0, sizeof notification);
-  if (ioctl(child.listener.get(), SECCOMP_IOCTL_NOTIF_RECV, &notification) != 0) return -1;
-  if (static_cast<pid_t>(notification.pid) != child.pid) return -2;
-  return notification.data.nr;
-}
+using testing::KillModeProgram;
 
 int KillAndReap(pid_t pid) {
   kill(pid, SIGKILL);
@@ -123,11 +44,13 @@ int Reap(pid_t pid) {
 }
 
 void ExpectNotified(const std::function<int()>& body, long expected_nr) {
-  Supervised child = StartSupervised(body);
+  Supervised child = testing::StartSupervised(KillModeProgram(), body);
   REQUIRE(child.listener.valid());
-  long nr = NextNotifiedSyscall(child);
+  Notification notification = NextNotification(child);
   int status = KillAndReap(child.pid);
-  CHECK(nr == expected_nr);
+  REQUIRE(notification.received);
+  CHECK(notification.nr == expected_nr);
+  CHECK(notification.pid == child.pid);
   CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
 }
 
@@ -144,14 +67,14 @@ TEST_CASE("kill mode: an unknown number reaches the supervisor") {
 }
 
 TEST_CASE("kill mode: clone3 still answers ENOSYS and allowed calls run") {
-  Supervised child = StartSupervised([] {
+  Supervised child = testing::StartSupervised(KillModeProgram(), [] {
     if (getpid() <= 0) return 100;
     return ErrnoOf(syscall(__NR_clone3, 0, 0));
   });
   REQUIRE(child.listener.valid());
   int status = Reap(child.pid);
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == ENOSYS));
-  CHECK(NextNotifiedSyscall(child) == -1);  // hung up: nothing was reported
+  CHECK_FALSE(NextNotification(child).received);  // hung up: nothing was reported
 }
 
 }  // namespace
