@@ -60,6 +60,12 @@ bool ApplyDescriptors(const SandboxSpec& spec, ChildChannels* channels, bool clo
   }
   for (size_t i = 0; i < count; ++i) close(high[i]);
   if (!NullOnStandardFds(spec)) return false;
+  // Gaps below the highest target hold whatever the launcher had there: close them too.
+  for (int fd = 3; fd < above; ++fd) {
+    bool passed = false;
+    for (const auto& [source, child] : spec.fds) passed = passed || child == fd;
+    if (!passed) close(fd);
+  }
 
   if (!close_fds) {
     return close_range(above, ~0U, CLOSE_RANGE_CLOEXEC) == 0;
