@@ -28,7 +28,7 @@ test: build
 
 bench: deps
 	@cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build build-release -j $(JOBS)
+	@cmake --build build-release -j $(JOBS) --target corrald corral-run corral-bench-load
 	@bench/run.sh build-release
 
 bench-smoke: build

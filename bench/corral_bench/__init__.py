@@ -1,0 +1,1 @@
+"""corral's benchmark driver: measures corrald against baselines measured in the same run."""

@@ -1,0 +1,148 @@
+"""Runs the whole benchmark: `python3 -m corral_bench --build DIR [--smoke]` (bench/run.sh).
+
+Order: baselines and corral session start, calls and the floor, density, sandbox cost. Prints
+one table, writes the figures to bench/results/latest.json. With --smoke it then checks that
+every figure was produced and exits 1 if one is missing; it never judges speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+from . import baselines, calls, density, machine, report, sandbox_cost, session_start, settings
+from . import targets
+from .daemon import Client, Daemon, delete_session
+
+SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RESULTS = os.path.join(SOURCE_DIR, "bench", "results", "latest.json")
+# Figures allowed to be null: the early-stop note when the density run went all the way.
+MAY_BE_NULL = {"stopped_early", "first_error"}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def server_ready_p50(daemon: Daemon, prefix: str) -> float | None:
+    """corrald's own 'ready in N ms' for sessions whose id starts with `prefix`: the part of
+    the start the Python client did not add."""
+    pattern = re.compile(r"ready in (\d+) ms")
+    values = []
+    with open(daemon.log_path, errors="replace") as file:
+        for line in file:
+            if f'"session":"{prefix}' not in line:
+                continue
+            match = pattern.search(line)
+            if match:
+                values.append(float(match.group(1)))
+    from .stats import percentile
+    return percentile(values, 50)
+
+
+def measure_start(daemon: Daemon, starter: baselines.Starter, counts: dict) -> dict:
+    figures = session_start.measure(daemon.port, starter, counts["start_count"],
+                                    counts["start_concurrency"], log)
+    for mode in ("sequential", "concurrent"):
+        figures[mode]["corral_server_ready_p50_ms"] = server_ready_p50(daemon, f"start-{mode}-")
+    return figures
+
+
+def measure_calls(daemon: Daemon, load: calls.LoadClient, worker_dir: str, counts: dict) -> dict:
+    figures = calls.measure(load, daemon.port, worker_dir, counts, log)
+    floor, one = figures["floor"], figures["corral_1_client"]
+    figures["overhead_p50_us"] = one["p50_us"] - floor["p50_us"]
+    figures["overhead_p99_us"] = one["p99_us"] - floor["p99_us"]
+    figures["overhead_p50_ratio"] = one["p50_us"] / floor["p50_us"]
+    figures["overhead_p99_ratio"] = one["p99_us"] / floor["p99_us"]
+    client = Client(daemon.port)
+    for session_id in figures["sessions"]:
+        delete_session(client, session_id)
+    client.close()
+    return figures
+
+
+def run(args: argparse.Namespace, counts: dict) -> dict:
+    build = os.path.abspath(args.build)
+    worker_dir = os.path.join(SOURCE_DIR, "images", "python-worker")
+    overrides = settings.daemon_overrides(counts)
+    result = {"mode": "smoke" if args.smoke else "full", "machine": machine.describe(),
+              "counts": counts, "daemon_overrides": overrides,
+              "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    figures: dict = {}
+    starter = baselines.Starter(worker_dir, counts["heavy_imports"])
+    daemon = Daemon(build, SOURCE_DIR, overrides)
+    load = calls.LoadClient(os.path.join(build, "corral-bench-load"))
+    try:
+        figures["heavy_import_ms"] = 1000 * baselines.measure_import_cost(counts["heavy_imports"])
+        daemon.start()
+        log(f"corrald pid {daemon.pid} on port {daemon.port}, state {daemon.state_dir}")
+        figures["session_start"] = measure_start(daemon, starter, counts)
+        figures["calls"] = measure_calls(daemon, load, worker_dir, counts)
+        figures["density"] = density.measure(load, daemon.port, daemon.pid, counts, log)
+    finally:
+        daemon.stop()
+        starter.cleanup()
+    figures["sandbox_cost"] = sandbox_cost.measure(
+        os.path.join(build, "corral-run"), os.path.join(SOURCE_DIR, "policies", "default.yaml"),
+        counts, log)
+    result["figures"] = figures
+    result["targets"] = targets.judge(figures, max(counts["density_steps"]))
+    result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return result
+
+
+def missing_figures(value, path: str = "") -> list[str]:
+    """Paths of figures that are null (or absent lists), for the smoke check."""
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            if key not in MAY_BE_NULL:
+                found += missing_figures(item, f"{path}.{key}" if path else key)
+        return found
+    if isinstance(value, list):
+        found = [] if value else [path]
+        for i, item in enumerate(value):
+            found += missing_figures(item, f"{path}[{i}]")
+        return found
+    return [path] if value is None else []
+
+
+def smoke_check(result: dict, counts: dict) -> list[str]:
+    problems = missing_figures(result["figures"])
+    steps = result["figures"]["density"]["steps"]
+    if len(steps) != len(counts["density_steps"]) and not result["figures"]["density"]["stopped_early"]:
+        problems.append("density: a step is missing")
+    for name, verdict in result["targets"].items():
+        if verdict["status"] not in ("met", "missed", targets.POOL):
+            problems.append(f"target {name}: no verdict")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="corral_bench")
+    parser.add_argument("--build", required=True, help="build directory holding corrald")
+    parser.add_argument("--smoke", action="store_true", help="tiny counts; check every figure")
+    args = parser.parse_args()
+    counts = settings.counts(args.smoke)
+    result = run(args, counts)
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w") as file:
+        json.dump(result, file, indent=2)
+    print(report.table(result), end="")
+    log(f"figures written to {RESULTS}")
+    if args.smoke:
+        problems = smoke_check(result, counts)
+        if problems:
+            log("smoke check FAILED, figures missing: " + ", ".join(problems))
+            return 1
+        log("smoke check passed: every figure was produced")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""How much each part of the benchmark measures: the full run and the smoke run (same code,
+tiny counts). BENCH_HEAVY_IMPORTS (comma-separated module names) replaces the heavy set."""
+
+from __future__ import annotations
+
+import os
+
+# A stdlib set that costs on the order of 100 ms to import on an idle core; the run measures and
+# reports what it actually cost.
+DEFAULT_HEAVY_IMPORTS = ["asyncio", "email.parser", "http.client", "json", "decimal",
+                         "xml.etree.ElementTree", "sqlite3", "unittest"]
+
+FULL = {
+    "start_count": 200,
+    "start_concurrency": 8,
+    "latency_requests": 5000,
+    "warmup": 100,
+    "throughput_clients": [16, 64],
+    "throughput_sessions": 16,
+    "throughput_seconds": 10,
+    "density_steps": [10, 100, 1000],
+    "density_start_samples": 30,
+    "density_call_requests": 1000,
+    "cpu_iterations": 5_000_000,
+    "syscall_iterations": 20_000,
+    "sandbox_repeats": 5,
+}
+
+SMOKE = {
+    "start_count": 4,
+    "start_concurrency": 4,
+    "latency_requests": 50,
+    "warmup": 5,
+    "throughput_clients": [16, 64],
+    "throughput_sessions": 4,
+    "throughput_seconds": 1,
+    "density_steps": [2, 4],
+    "density_start_samples": 2,
+    "density_call_requests": 20,
+    "cpu_iterations": 200_000,
+    "syscall_iterations": 500,
+    "sandbox_repeats": 1,
+}
+
+# Shipped default of process.max_concurrent_sessions (manager/corral.yaml).
+SHIPPED_MAX_SESSIONS = 100
+
+
+def counts(smoke: bool) -> dict:
+    chosen = dict(SMOKE if smoke else FULL)
+    names = os.environ.get("BENCH_HEAVY_IMPORTS", "")
+    chosen["heavy_imports"] = [n.strip() for n in names.split(",") if n.strip()] or \
+        DEFAULT_HEAVY_IMPORTS
+    return chosen
+
+
+def daemon_overrides(chosen: dict) -> list[str]:
+    """The benchmark's config over the shipped one: only what the density steps need. Each is
+    reported with the results."""
+    needed = (max(chosen["density_steps"]) + chosen["throughput_sessions"]
+              + chosen["start_concurrency"] + 10)
+    if needed <= SHIPPED_MAX_SESSIONS:
+        return []
+    return [f"process.max_concurrent_sessions={needed}"]

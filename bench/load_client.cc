@@ -1,0 +1,284 @@
+// corral-bench-load: the benchmark's load generator, in C++ so that the client's own cost stays
+// far below the microseconds being measured (a Python client would add its interpreter to every
+// call and, with the GIL, cap throughput at what one core of Python can send).
+//
+//   corral-bench-load http --port P --paths FILE --body JSON --clients N
+//                          (--requests M | --seconds S) [--warmup W]
+//   corral-bench-load floor --python PY --worker WORKER_PY --requests M [--warmup W]
+//
+// `http`: N threads, each with its own keep-alive connection, POST the body to the paths of the
+// file (client i takes lines i, i + N, ... in turn). `floor`: the same execute_program request
+// sent as a protocol frame straight to a worker over a socketpair, no HTTP and no daemon: the
+// least a call can cost. Both print one JSON object: count, errors, elapsed_s, calls_per_s and
+// latency percentiles in microseconds. Any failed call is counted, never hidden.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr char kProgramSource[] = "def forward(x):\n    return x\n";
+
+struct Options {
+  std::string mode;
+  int port = 0;
+  std::string paths_file;
+  std::string body = R"({"inputs": {"x": 1}})";
+  int clients = 1;
+  long requests = 0;
+  double seconds = 0;
+  long warmup = 0;
+  std::string python = "/usr/bin/python3";
+  std::string worker;
+};
+
+struct ClientResult {
+  std::vector<double> latencies_us;
+  long errors = 0;
+  std::string first_error;
+};
+
+double MicrosSince(Clock::time_point start) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+}
+
+// Nearest-rank percentile, the same definition the Python driver uses.
+double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t rank = static_cast<size_t>(std::max(1.0, std::ceil(p / 100.0 * sorted.size())));
+  return sorted[std::min(rank, sorted.size()) - 1];
+}
+
+nlohmann::json Summary(std::vector<ClientResult>& results, double elapsed_s) {
+  std::vector<double> all;
+  long errors = 0;
+  std::string first_error;
+  for (auto& result : results) {
+    all.insert(all.end(), result.latencies_us.begin(), result.latencies_us.end());
+    errors += result.errors;
+    if (first_error.empty()) first_error = result.first_error;
+  }
+  std::sort(all.begin(), all.end());
+  return {{"count", all.size()},
+          {"errors", errors},
+          {"first_error", first_error},
+          {"elapsed_s", elapsed_s},
+          {"calls_per_s", elapsed_s > 0 ? all.size() / elapsed_s : 0.0},
+          {"p50_us", Percentile(all, 50)},
+          {"p99_us", Percentile(all, 99)},
+          {"max_us", all.empty() ? 0.0 : all.back()}};
+}
+
+// --- http mode -------------------------------------------------------------------------------
+
+bool PostOnce(httplib::Client* client, const std::string& path, const Options& options,
+              ClientResult* result) {
+  auto response = client->Post(path.c_str(), options.body, "application/json");
+  if (response && response->status == 200) return true;
+  result->errors++;
+  if (result->first_error.empty()) {
+    result->first_error = response ? std::to_string(response->status) + " " + response->body
+                                   : httplib::to_string(response.error());
+  }
+  return false;
+}
+
+// A client takes its share of the paths (i, i + N, ...) and goes round them, so that one client
+// can visit many sessions; with more clients than paths, client i takes path i modulo the count.
+std::vector<std::string> ShareOf(const std::vector<std::string>& paths, int client, int clients) {
+  std::vector<std::string> share;
+  for (size_t j = client; j < paths.size(); j += clients) share.push_back(paths[j]);
+  if (share.empty()) share.push_back(paths[client % paths.size()]);
+  return share;
+}
+
+void RunHttpClient(const Options& options, std::vector<std::string> paths,
+                   Clock::time_point deadline, ClientResult* result) {
+  httplib::Client client("127.0.0.1", options.port);
+  client.set_keep_alive(true);
+  client.set_read_timeout(120, 0);
+  client.set_write_timeout(120, 0);
+  for (long i = 0; i < options.warmup; ++i) {
+    PostOnce(&client, paths[i % paths.size()], options, result);
+  }
+  result->errors = 0;
+  result->first_error.clear();
+
+  for (long i = 0; options.requests == 0 || i < options.requests; ++i) {
+    if (options.requests == 0 && Clock::now() >= deadline) break;
+    Clock::time_point start = Clock::now();
+    if (PostOnce(&client, paths[i % paths.size()], options, result)) {
+      result->latencies_us.push_back(MicrosSince(start));
+    }
+  }
+}
+
+int RunHttp(const Options& options) {
+  std::vector<std::string> paths;
+  std::ifstream file(options.paths_file);
+  for (std::string line; std::getline(file, line);) {
+    if (!line.empty()) paths.push_back(line);
+  }
+  if (paths.empty()) {
+    std::fprintf(stderr, "corral-bench-load: no paths in `%s`\n", options.paths_file.c_str());
+    return 2;
+  }
+  std::vector<ClientResult> results(options.clients);
+  std::vector<std::thread> threads;
+  Clock::time_point start = Clock::now();
+  auto deadline = start + std::chrono::duration_cast<Clock::duration>(
+                              std::chrono::duration<double>(options.seconds));
+  for (int i = 0; i < options.clients; ++i) {
+    threads.emplace_back(RunHttpClient, std::cref(options), ShareOf(paths, i, options.clients),
+                         deadline, &results[i]);
+  }
+  for (auto& thread : threads) thread.join();
+  double elapsed = MicrosSince(start) / 1e6;
+  std::printf("%s\n", Summary(results, elapsed).dump().c_str());
+  return 0;
+}
+
+// --- floor mode ------------------------------------------------------------------------------
+
+bool WriteAll(int fd, const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool ReadExact(int fd, char* buffer, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    ssize_t n = read(fd, buffer + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// One request frame out, one reply frame back, decoded: what the daemon's channel does.
+bool FrameCall(int fd, long id, const std::string& command, const nlohmann::json& args,
+               nlohmann::json* reply) {
+  std::string body = nlohmann::json{{"id", id}, {"command", command}, {"args", args}}.dump();
+  uint32_t length = htonl(static_cast<uint32_t>(body.size()));
+  std::string frame(reinterpret_cast<const char*>(&length), 4);
+  if (!WriteAll(fd, frame + body)) return false;
+  char header[4];
+  if (!ReadExact(fd, header, 4)) return false;
+  uint32_t size;
+  std::memcpy(&size, header, 4);
+  std::string text(ntohl(size), '\0');
+  if (!ReadExact(fd, text.data(), text.size())) return false;
+  *reply = nlohmann::json::parse(text, nullptr, false);
+  return reply->is_object() && reply->contains("result");
+}
+
+pid_t SpawnWorker(const Options& options, int child_end) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  dup2(child_end, 3);
+  int null = open("/dev/null", O_WRONLY);  // the worker's log lines are not the benchmark's
+  dup2(null, 2);
+  setenv("CORRAL_CHANNEL_FD", "3", 1);
+  execl(options.python.c_str(), options.python.c_str(), "-I", options.worker.c_str(), nullptr);
+  _exit(127);
+}
+
+int RunFloor(const Options& options) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return 1;
+  pid_t pid = SpawnWorker(options, fds[1]);
+  close(fds[1]);
+
+  nlohmann::json reply;
+  nlohmann::json program = {{"program_id", "bench"}, {"kind", "python"}, {"source", kProgramSource}};
+  nlohmann::json execute = {{"program_id", "bench"},
+                            {"inputs", nlohmann::json::parse(options.body)["inputs"]}};
+  std::vector<ClientResult> results(1);
+  long id = 1;
+  if (!FrameCall(fds[0], id++, "create_program", program, &reply)) {
+    results[0].errors++;
+    results[0].first_error = "create_program: " + reply.dump();
+  }
+  for (long i = 0; i < options.warmup; ++i) FrameCall(fds[0], id++, "execute_program", execute, &reply);
+
+  Clock::time_point begin = Clock::now();
+  for (long i = 0; i < options.requests; ++i) {
+    Clock::time_point start = Clock::now();
+    if (FrameCall(fds[0], id++, "execute_program", execute, &reply)) {
+      results[0].latencies_us.push_back(MicrosSince(start));
+    } else {
+      results[0].errors++;
+    }
+  }
+  double elapsed = MicrosSince(begin) / 1e6;
+  close(fds[0]);  // end of file: the worker exits
+  waitpid(pid, nullptr, 0);
+  std::printf("%s\n", Summary(results, elapsed).dump().c_str());
+  return 0;
+}
+
+// --- command line ----------------------------------------------------------------------------
+
+bool ParseOptions(int argc, char** argv, Options* options) {
+  if (argc < 2) return false;
+  options->mode = argv[1];
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string key = argv[i];
+    std::string value = argv[i + 1];
+    if (key == "--port") options->port = std::stoi(value);
+    else if (key == "--paths") options->paths_file = value;
+    else if (key == "--body") options->body = value;
+    else if (key == "--clients") options->clients = std::stoi(value);
+    else if (key == "--requests") options->requests = std::stol(value);
+    else if (key == "--seconds") options->seconds = std::stod(value);
+    else if (key == "--warmup") options->warmup = std::stol(value);
+    else if (key == "--python") options->python = value;
+    else if (key == "--worker") options->worker = value;
+    else return false;
+  }
+  bool bounded = options->requests > 0 || options->seconds > 0;
+  if (options->mode == "http") return options->port > 0 && !options->paths_file.empty() && bounded;
+  if (options->mode == "floor") return !options->worker.empty() && options->requests > 0;
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  Options options;
+  if (!ParseOptions(argc, argv, &options)) {
+    std::fprintf(stderr,
+                 "usage: corral-bench-load http --port P --paths FILE [--body JSON] --clients N "
+                 "(--requests M | --seconds S) [--warmup W]\n"
+                 "       corral-bench-load floor --python PY --worker WORKER_PY --requests M "
+                 "[--warmup W] [--body JSON]\n");
+    return 2;
+  }
+  return options.mode == "http" ? RunHttp(options) : RunFloor(options);
+}
