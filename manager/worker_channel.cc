@@ -182,7 +182,11 @@ Status WorkerChannel::WriteFrame(const std::string& bytes,
     if (ready < 0 && errno != EINTR) return ErrnoStatus("wait to write to worker");
     if (ready == 0) {
       // Half a frame is on the wire: nothing after it could be framed correctly.
-      if (done > 0) Fault(ProtocolError("a request was cut off by its deadline"));
+      if (done > 0) {
+        Fault(Status::DeadlineExceeded("a request was cut off by its deadline; the channel "
+                                       "cannot frame anything after it")
+                  .WithReason(std::string(kWallTimeout)));
+      }
       return Status::DeadlineExceeded("write").WithReason(std::string(kWallTimeout));
     }
   }

@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import sys
+import time
 
 FD = int(os.environ.get("CORRAL_CHANNEL_FD", "3"))
 MAX_FRAME = int(os.environ.get("CORRAL_MAX_FRAME", str(16 << 20)))
@@ -50,7 +51,10 @@ def good(request_id):
 
 def first_bad(frame_bytes):
     """Mode action: answer the first request with raw bytes."""
-    return lambda: (read_request(), write_raw(frame_bytes))
+    def act():
+        read_request()
+        write_raw(frame_bytes)
+    return act
 
 
 def first_json(make):
@@ -82,6 +86,11 @@ def exit_mid_frame():
     read_request()
     write_raw(struct.pack(">I", 100) + b'{"id": 1')
     os._exit(0)
+
+
+def never_read():
+    """Reads nothing at all, so the daemon's writes fill the socket buffer and block."""
+    time.sleep(600)
 
 
 def lm_request_then_reply():
@@ -119,6 +128,7 @@ MODES = {
     "duplicate": duplicate,
     "exit_mid_frame": exit_mid_frame,
     "lm_request": lm_request_then_reply,
+    "never_read": never_read,
 }
 
 

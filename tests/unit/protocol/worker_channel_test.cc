@@ -158,6 +158,21 @@ TEST_CASE("worker channel call past its deadline fails with wall_timeout", "[wor
   CHECK(reply.status().reason() == kWallTimeout);
 }
 
+TEST_CASE("worker channel write to a worker that never reads ends at the deadline",
+          "[worker_channel][hostile]") {
+  auto worker = SpawnHostile("never_read");
+  // Far larger than a socket buffer, so the write must block until the deadline.
+  std::string filler(kTestMaxFrame - 1024, 'x');
+  auto reply = worker->channel->Call("ping", {{"filler", filler}}, steady_clock::now() + 300ms);
+  REQUIRE_FALSE(reply.ok());
+  CHECK(reply.status().reason() == kWallTimeout);
+  // Half a request is on the wire: the channel cannot be used again.
+  CHECK(worker->channel->fault().reason() == kWallTimeout);
+  auto later = worker->channel->Call("ping", {}, Patient());
+  REQUIRE_FALSE(later.ok());
+  CHECK(later.status().reason() == kWallTimeout);
+}
+
 TEST_CASE("worker channel reports a worker that exits as worker_exited", "[worker_channel]") {
   auto worker = SpawnRealWorker();
   CreateProgram(*worker->channel, "die", "import os\ndef forward():\n    os._exit(3)\n");
