@@ -176,12 +176,9 @@ int NativeNumber(std::string_view name) {
   return seccomp_syscall_resolve_name(std::string(name).c_str());
 }
 
-// The numbers the policy allows: profile + allow - deny (deny wins).
-Result<std::set<int>> AllowedNumbers(const SeccompPolicy& policy) {
-  auto profile = seccomp_internal::ProfileAllowList(policy.profile);
-  if (profile.empty()) {
-    return Status::InvalidArgument(fmt::format("unknown seccomp profile `{}`", policy.profile));
-  }
+// Names must be native syscalls: a typo or another architecture's name would otherwise be
+// silently ignored, and the operator would believe a call refused that is not.
+Status CheckPolicyNames(const SeccompPolicy& policy) {
   for (const auto* names : {&policy.allow, &policy.deny}) {
     auto unknown = UnknownSyscallNames(*names);
     if (!unknown.empty()) {
@@ -193,6 +190,21 @@ Result<std::set<int>> AllowedNumbers(const SeccompPolicy& policy) {
     return Status::InvalidArgument(
         "seccomp policy cannot allow `clone3`: its flags are in memory the filter cannot read");
   }
+  if (policy.action == SeccompAction::kErrno &&
+      (policy.errno_value <= 0 || policy.errno_value > 4095)) {
+    return Status::InvalidArgument(
+        fmt::format("seccomp errno {} is not an errno value", policy.errno_value));
+  }
+  return Status::Ok();
+}
+
+// The numbers the policy allows: profile + allow - deny (deny wins).
+Result<std::set<int>> AllowedNumbers(const SeccompPolicy& policy) {
+  auto profile = seccomp_internal::ProfileAllowList(policy.profile);
+  if (profile.empty()) {
+    return Status::InvalidArgument(fmt::format("unknown seccomp profile `{}`", policy.profile));
+  }
+  CORRAL_TRY(CheckPolicyNames(policy));
 
   std::set<int> allowed;
   for (std::string_view name : profile) {
@@ -293,10 +305,6 @@ Result<SeccompProgram> BuildSeccompProgram(const SeccompPolicy& policy) {
   CORRAL_ASSIGN_OR_RETURN(std::set<int> allowed, AllowedNumbers(policy));
 
   bool kill = policy.action == SeccompAction::kKill;
-  if (!kill && (policy.errno_value <= 0 || policy.errno_value > 4095)) {
-    return Status::InvalidArgument(
-        fmt::format("seccomp errno {} is not an errno value", policy.errno_value));
-  }
   Actions actions;
   actions.refuse = kill ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(policy.errno_value);
   actions.fallback = kill ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(ENOSYS);

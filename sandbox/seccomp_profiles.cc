@@ -37,6 +37,8 @@ constexpr std::string_view kPythonProfile[] = {
     "brk", "mmap", "munmap", "mremap", "mprotect", "msync", "mincore", "madvise", "mlock",
     "mlock2", "munlock", "mlockall", "munlockall", "membarrier", "pkey_mprotect", "pkey_alloc",
     "pkey_free",
+    // A libc built with CET shadow stacks allocates one per thread with it.
+    "map_shadow_stack",
     // Processes, threads and identity (ids only change within the sandbox's user namespace).
     "clone", "fork", "vfork", "execve", "execveat", "exit", "exit_group", "wait4", "waitid",
     "kill", "tkill", "tgkill", "getpid", "getppid", "gettid", "getpgid", "setpgid", "getpgrp",
