@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -49,8 +50,9 @@ Result<Pipe> MakePipe(int flags = 0) {
 // control characters out of both.
 Status ValidateRequest(const LaunchRequest& request) {
   const std::string& name = request.name;
-  bool good = !name.empty() && name.size() <= 64 && std::isalnum(static_cast<unsigned char>(name[0]));
-  for (char c : name) good = good && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
+  auto alnum = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+  bool good = !name.empty() && name.size() <= 64 && alnum(name[0]);
+  for (char c : name) good = good && (alnum(c) || c == '-' || c == '_' || c == '.');
   if (!good) {
     return Status::InvalidArgument(fmt::format(
         "sandbox name `{}`: must be 1-64 of [A-Za-z0-9._-], starting with a letter or digit",
@@ -136,6 +138,60 @@ Result<std::optional<ApplyFailure>> WaitForExec(int error_fd) {
   return std::optional<ApplyFailure>();
 }
 
+// The launcher's side of the child's channels (see ChildChannels), and the output pipes.
+struct LaunchChannels {
+  Pipe sync;
+  Pipe error;
+  Pipe status;
+  UniqueFd control[2];  // [0]: ours, with SO_PASSCRED; [1]: the child's
+  Pipe out;
+  Pipe err;
+};
+
+Result<LaunchChannels> MakeChannels(bool with_output) {
+  LaunchChannels ch;
+  CORRAL_ASSIGN_OR_RETURN(ch.sync, MakePipe());
+  CORRAL_ASSIGN_OR_RETURN(ch.error, MakePipe());
+  CORRAL_ASSIGN_OR_RETURN(ch.status, MakePipe(O_NONBLOCK));
+  int pair[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    return ErrnoStatus("socketpair");
+  }
+  ch.control[0].reset(pair[0]);
+  ch.control[1].reset(pair[1]);
+  int on = 1;
+  if (setsockopt(pair[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) {
+    return ErrnoStatus("setsockopt SO_PASSCRED");
+  }
+  if (with_output) {
+    CORRAL_ASSIGN_OR_RETURN(ch.out, MakePipe());
+    CORRAL_ASSIGN_OR_RETURN(ch.err, MakePipe());
+    for (Pipe* p : {&ch.out, &ch.err}) {
+      if (fcntl(p->read.get(), F_SETFL, O_NONBLOCK) != 0) return ErrnoStatus("fcntl O_NONBLOCK");
+    }
+  }
+  return ch;
+}
+
+// With an output sink, the child's 1 and 2 are our pipes, whatever the request passed there.
+void PassOutputPipes(const LaunchChannels& ch, SandboxSpec* spec) {
+  std::erase_if(spec->fds, [](const auto& pass) { return pass.second == 1 || pass.second == 2; });
+  spec->fds.emplace_back(ch.out.write.get(), 1);
+  spec->fds.emplace_back(ch.err.write.get(), 2);
+}
+
+// A launch that failed after the clone: nothing of it may stay behind.
+void AbortLaunch(SandboxState& state) {
+  if (state.pidfd) {
+    PidfdKill(state.pidfd.get());
+    siginfo_t info;
+    waitid(static_cast<idtype_t>(P_PIDFD), state.pidfd.get(), &info, WEXITED);
+  }
+  if (Status removed = state.cgroup->Remove(); !removed.ok()) {
+    kLog.Error(state.log_context, "remove cgroup after failed launch: {}", removed.ToString());
+  }
+}
+
 class SandboxImpl : public Sandbox {
  public:
   SandboxImpl(std::shared_ptr<SandboxState> state, Supervisor* supervisor)
@@ -208,8 +264,7 @@ class LauncherImpl : public Launcher {
   Result<std::unique_ptr<Sandbox>> DoLaunch(const Policy& policy, LaunchRequest request);
   CgroupLimits LimitsFor(const Policy& policy) const;
   Status StartChild(const SandboxSpec& spec, const Policy& policy, SandboxState* state,
-                    Pipe* sync, Pipe* error, UniqueFd control[2], Pipe* status, Pipe* out,
-                    Pipe* err);
+                    LaunchChannels* channels);
 
   LauncherOptions options_;
   std::unique_ptr<CgroupManager> cgroups_;
@@ -243,31 +298,8 @@ Result<std::unique_ptr<Sandbox>> LauncherImpl::DoLaunch(const Policy& policy,
   CORRAL_ASSIGN_OR_RETURN(std::unique_ptr<SandboxSpec> spec,
                           PrepareSpec(policy, request, prepare));
 
-  // Channels first: the output pipes' write ends are passed like any other descriptor.
-  CORRAL_ASSIGN_OR_RETURN(Pipe sync, MakePipe());
-  CORRAL_ASSIGN_OR_RETURN(Pipe error, MakePipe());
-  CORRAL_ASSIGN_OR_RETURN(Pipe status, MakePipe(O_NONBLOCK));
-  int pair[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
-    return ErrnoStatus("socketpair");
-  }
-  UniqueFd control[2] = {UniqueFd(pair[0]), UniqueFd(pair[1])};
-  int on = 1;
-  if (setsockopt(control[0].get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) {
-    return ErrnoStatus("setsockopt SO_PASSCRED");
-  }
-  Pipe out, err;
-  if (request.output_sink) {
-    CORRAL_ASSIGN_OR_RETURN(out, MakePipe());
-    CORRAL_ASSIGN_OR_RETURN(err, MakePipe());
-    for (Pipe* p : {&out, &err}) fcntl(p->read.get(), F_SETFL, O_NONBLOCK);
-    spec->fds.emplace_back(out.write.get(), 1);
-    spec->fds.emplace_back(err.write.get(), 2);
-    std::erase_if(spec->fds, [&](const auto& pass) {
-      return (pass.second == 1 && pass.first != out.write.get()) ||
-             (pass.second == 2 && pass.first != err.write.get());
-    });
-  }
+  CORRAL_ASSIGN_OR_RETURN(LaunchChannels channels, MakeChannels(bool(request.output_sink)));
+  if (request.output_sink) PassOutputPipes(channels, spec.get());
 
   auto state = std::make_shared<SandboxState>();
   state->name = request.name;
@@ -280,17 +312,8 @@ Result<std::unique_ptr<Sandbox>> LauncherImpl::DoLaunch(const Policy& policy,
   CORRAL_ASSIGN_OR_RETURN(state->cgroup, cgroups_->Create(request.name, LimitsFor(policy)));
   state->cgroup_paths = state->cgroup->Paths();
 
-  Status started = StartChild(*spec, policy, state.get(), &sync, &error, control, &status,
-                              &out, &err);
-  if (!started.ok()) {
-    if (state->pidfd) {
-      PidfdKill(state->pidfd.get());
-      siginfo_t info;
-      waitid(static_cast<idtype_t>(P_PIDFD), state->pidfd.get(), &info, WEXITED);
-    }
-    if (Status removed = state->cgroup->Remove(); !removed.ok()) {
-      kLog.Error(state->log_context, "remove cgroup after failed launch: {}", removed.ToString());
-    }
+  if (Status started = StartChild(*spec, policy, state.get(), &channels); !started.ok()) {
+    AbortLaunch(*state);
     return started;
   }
   state->lease = std::move(lease);
@@ -301,8 +324,10 @@ Result<std::unique_ptr<Sandbox>> LauncherImpl::DoLaunch(const Policy& policy,
 }
 
 Status LauncherImpl::StartChild(const SandboxSpec& spec, const Policy& policy,
-                                SandboxState* state, Pipe* sync, Pipe* error,
-                                UniqueFd control[2], Pipe* status, Pipe* out, Pipe* err) {
+                                SandboxState* state, LaunchChannels* ch) {
+  Pipe *sync = &ch->sync, *error = &ch->error, *status = &ch->status, *out = &ch->out,
+       *err = &ch->err;
+  UniqueFd* control = ch->control;
   ChildChannels channels{sync->read.get(), error->write.get(), control[1].get(),
                          status->write.get()};
   // The child closes the launcher's ends of its own channels, or it would never see EOF.

@@ -117,7 +117,9 @@ Status MountPlanner::MountPoint(const std::string& inside, bool directory) {
   std::string covered;
   if (image()) covered = policy_.filesystem.rootfs + inside;
   for (const auto& [target, source] : bound_) {
-    if (IsUnder(inside, target) && inside != target) covered = source + inside.substr(target.size());
+    if (IsUnder(inside, target) && inside != target) {
+      covered = source + inside.substr(target.size());
+    }
   }
   if (!covered.empty()) {
     struct stat st;

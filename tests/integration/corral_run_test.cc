@@ -161,7 +161,8 @@ TEST_CASE("corral-run: --outcome writes the record to a file, not to stderr") {
 
 TEST_CASE("corral-run: --set limits apply and are reported as their outcome") {
   CORRAL_SKIP_IF(!CanSandbox(), "corral-run --check says this host cannot run the policy");
-  Finished run = Run(PythonArgs("import time; time.sleep(1000)", {"--set", "limits.wall_time=300ms"}));
+  Finished run =
+      Run(PythonArgs("import time; time.sleep(1000)", {"--set", "limits.wall_time=300ms"}));
   CHECK(run.status == 128 + SIGKILL);
   CHECK(OutcomeFromStderr(run)["reason"] == "wall_timeout");
 }
