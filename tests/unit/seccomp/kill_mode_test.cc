@@ -66,6 +66,24 @@ TEST_CASE("kill mode: an unknown number reaches the supervisor") {
   ExpectNotified([] { return ErrnoOf(syscall(1000)); }, 1000);
 }
 
+TEST_CASE("kill mode: a descendant's refused syscall is reported with its pid") {
+  Supervised child = testing::StartSupervised(KillModeProgram(), [] {
+    pid_t grandchild = fork();
+    if (grandchild == 0) _exit(ErrnoOf(syscall(SYS_ptrace, 0xffff, 0, 0, 0)));
+    int status = 0;
+    waitpid(grandchild, &status, 0);
+    return 0;
+  });
+  REQUIRE(child.listener.valid());
+  Notification notification = NextNotification(child);
+  kill(-child.pid, SIGKILL);  // the child's session: the grandchild too
+  int status = Reap(child.pid);
+  REQUIRE(notification.received);
+  CHECK(notification.nr == __NR_ptrace);
+  CHECK(notification.pid != child.pid);
+  CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));
+}
+
 TEST_CASE("kill mode: clone3 still answers ENOSYS and allowed calls run") {
   Supervised child = testing::StartSupervised(KillModeProgram(), [] {
     if (getpid() <= 0) return 100;
