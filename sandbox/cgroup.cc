@@ -1,7 +1,7 @@
 // The cgroup manager and one sandbox's cgroup. Which version's files serve which purpose:
 //   limits, events, usage: the v1 controllers when any are mounted (v1, hybrid), else v2;
-//   kill and "populated": cgroup2 when mounted (v2, hybrid: cgroup.kill and cgroup.events work
-//   without controllers), else the v1 freezer and cgroup.procs.
+//   kill and "populated": cgroup2 when mounted (v2, hybrid: cgroup.kill, cgroup.freeze and
+//   cgroup.events work without controllers), else the v1 freezer and cgroup.procs.
 #include <algorithm>
 #include <sstream>
 
@@ -166,6 +166,8 @@ class CgroupImpl : public Cgroup {
   uint64_t sampled_peak_ = 0;
 };
 
+// Immutable after Open, so it may be shared between threads without a lock. The kernel
+// serialises what two threads do to the tree; names keep their cgroups apart.
 class ManagerImpl : public CgroupManager {
  public:
   ManagerImpl(CgroupFs fs, CgroupLayout layout, CgroupDirs parent,

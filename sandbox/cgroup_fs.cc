@@ -229,8 +229,12 @@ Result<std::vector<Mount>> ParseMountInfo(std::string_view text) {
   std::vector<Mount> mounts;
   for (std::string_view line : Lines(text)) {
     std::vector<std::string> fields = Split(line, ' ');
-    auto dash = std::find(fields.begin(), fields.end(), "-");
-    if (fields.size() < 5 || dash == fields.end() || fields.end() - dash < 4) {
+    // Optional fields ("shared:4") run from the seventh field to a lone "-".
+    constexpr size_t kFixedFields = 6;
+    auto dash = fields.size() < kFixedFields
+                    ? fields.end()
+                    : std::find(fields.begin() + kFixedFields, fields.end(), "-");
+    if (dash == fields.end() || fields.end() - dash < 4) {
       if (line.empty()) continue;
       return Status::InvalidArgument(fmt::format("mountinfo: malformed line `{}`", line));
     }

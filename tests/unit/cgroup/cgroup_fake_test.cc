@@ -297,6 +297,25 @@ TEST_CASE("cgroup fake v2: an own cgroup outside the mounted subtree is refused"
   CHECK(manager.status().category() == ErrorCategory::kFailedPrecondition);
 }
 
+TEST_CASE("cgroup fake v2: a mount point with a space is unescaped from mountinfo") {
+  TempDir tmp;
+  fs::path root = tmp.path() / "c g";
+  WriteText(tmp.path() / "mountinfo",
+            "30 22 0:27 / " + tmp.path().string() + "/c\\040g rw - cgroup2 cgroup2 rw\n");
+  WriteText(tmp.path() / "self_cgroup", "0::/\n");
+  WriteText(root / "cgroup.controllers", "memory pids\n");
+  CgroupManagerOptions options;
+  options.mount_root = root.string();
+  options.mountinfo_file = (tmp.path() / "mountinfo").string();
+  options.self_cgroup_file = (tmp.path() / "self_cgroup").string();
+  options.fake_tree = true;
+
+  auto manager = OpenOrFail(options);
+  CHECK(manager->layout() == CgroupLayout::kV2);
+  CHECK(ReadText(root / "cgroup.subtree_control") == "+memory +pids");
+  CHECK(fs::is_directory(root / "corral"));
+}
+
 // A hybrid tree as some distributions mount it: cpu and cpuacct in one hierarchy, the memory
 // hierarchy mounted from a subtree (a container's view), cgroup2 without controllers.
 struct FakeHybrid {
