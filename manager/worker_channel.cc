@@ -125,6 +125,7 @@ Result<WorkerReply> WorkerChannel::Call(const std::string& command, nlohmann::js
     pending_.erase(id);
     if (closing_) return ChannelClosed();  // the write failed because Close() shut it down
     if (written.reason() == kWallTimeout) return WallTimeout(command);
+    if (!fault_.ok()) return fault_;  // the reader saw why first (the worker exited, ...)
     return written;
   }
 
@@ -137,14 +138,13 @@ Result<WorkerReply> WorkerChannel::Await(uint64_t id,
                                          std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mutex_);
   auto answered = [&] { return pending_.at(id).reply.has_value() || !fault_.ok(); };
-  bool in_time = replied_.wait_until(lock, deadline, answered);
+  replied_.wait_until(lock, deadline, answered);
 
   auto it = pending_.find(id);
   std::optional<WorkerReply> reply = std::move(it->second.reply);
   pending_.erase(it);
   if (reply) return std::move(*reply);
   if (!fault_.ok()) return fault_;
-  (void)in_time;
   return Status::DeadlineExceeded("deadline").WithReason(std::string(kWallTimeout));
 }
 

@@ -3,6 +3,21 @@
 Programs are keyed by session, then by program id ({session_id: {program_id: Program}}); the
 session is "" for a process-mode worker, which serves one session. In a pool every request must
 name its session, so one session's request can never reach another's programs.
+
+Commands (args -> result):
+  ping {} -> {pong, pid, python}
+  create_program {program_id, kind, source, entrypoint | signature, instructions}
+      -> {program_id, kind, created_at, entrypoint | input_fields, output_fields, instructions}
+  execute_program {program_id, inputs}
+      -> {outputs, stdout, stderr, stdout_truncated, stderr_truncated, duration_ms}
+  list_programs {} -> {programs: [{program_id, kind, created_at, executions}]}
+  delete_program {program_id} -> {deleted: true}
+  get_stats {} -> {programs, executions, errors, started_at, uptime_s, max_rss_kb, python}
+  drop_session {session_id} -> {dropped: n}
+Error types: unknown_command, invalid_args (with `field`), missing_session_id,
+invalid_program_id, program_exists, program_error (exception, traceback, stdout, stderr),
+invalid_program, invalid_signature (position, path), program_not_found, invalid_inputs,
+result_not_serializable, result_too_large (size, limit), lm_not_configured, internal_error.
 """
 
 from __future__ import annotations

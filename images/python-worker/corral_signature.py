@@ -175,7 +175,7 @@ def check_unique(signature: Signature) -> None:
     seen: set[str] = set()
     for field in signature.inputs + signature.outputs:
         if field.name in seen:
-            raise SignatureError(f"duplicate field name {field.name!r}", 0)
+            raise SignatureError(f"duplicate field name {field.name!r}", 0, "signature")
         seen.add(field.name)
 
 
