@@ -84,6 +84,11 @@ std::vector<ArgMatch> Exactly(std::span<const uint32_t> values, uint64_t mask) {
   return matches;
 }
 
+// The guards. Each one partitions every value of the arguments it looks at into rules that
+// allow and rules that refuse, with no gap and no overlap: libseccomp lets an unconditional rule
+// override conditional ones of the same syscall, and a call no rule matches would fall to the
+// default action (ENOSYS) instead of the refusal.
+
 // clone: no new namespaces. A process that makes its own user namespace regains every
 // capability inside it and reaches kernel code (mount, netfilter) that is a rich source of
 // privilege escalations. x86_64 passes the flags in the first argument.
