@@ -292,6 +292,17 @@ std::vector<std::string> ListControllers(const CgroupFs& fs, const CgroupManager
   return controllers;
 }
 
+// An earlier Open in this process may have moved it into `<parent>-supervisor` (see
+// v2::EnableControllers); its own cgroup is still the one above, or every Open would nest a
+// new parent and leaf one level deeper.
+void LeaveSupervisorLeaf(const std::string& parent_name, CgroupDirs* own) {
+  std::string leaf = "/" + parent_name + "-supervisor";
+  std::string& dir = own->unified;
+  if (own->has_v1() || dir.size() <= leaf.size()) return;
+  if (dir.compare(dir.size() - leaf.size(), leaf.size(), leaf) == 0)
+    dir.resize(dir.size() - leaf.size());
+}
+
 CgroupManagerOptions WithDefaults(CgroupManagerOptions options) {
   while (options.mount_root.size() > 1 && options.mount_root.back() == '/') {
     options.mount_root.pop_back();
@@ -312,6 +323,7 @@ Result<std::unique_ptr<CgroupManager>> CgroupManager::Open(const CgroupManagerOp
 
   Result<ci::FoundLayout> found = ci::FindLayout(fs, options);
   if (!found.ok()) return found.status().Context("detect cgroup layout");
+  ci::LeaveSupervisorLeaf(options.parent_name, &found->own);
   ci::CgroupDirs parent = found->own.Child(options.parent_name);
   CORRAL_TRY_CTX(ci::MakeParent(fs, parent), "create cgroup parent `{}`", options.parent_name);
   if (!parent.memory.empty()) ci::v1::SetUseHierarchy(fs, parent.memory);

@@ -106,6 +106,16 @@ TEST_CASE("cgroup fake v2: layout detected, parent created, controllers enabled"
   CHECK(std::find(controllers.begin(), controllers.end(), "kill") == controllers.end());
 }
 
+TEST_CASE("cgroup fake v2: a process already in the supervisor leaf keeps its parent") {
+  FakeV2 fake;
+  fs::create_directories(fake.own / "corral-supervisor");
+  WriteText(fake.tmp.path() / "self_cgroup", "0::/kubepods/pod1/corral-supervisor\n");
+  auto manager = OpenOrFail(fake.Options());
+
+  CHECK(fs::is_directory(fake.parent));
+  CHECK_FALSE(fs::exists(fake.own / "corral-supervisor/corral"));
+}
+
 TEST_CASE("cgroup fake v2: Create writes the limit files exactly") {
   FakeV2 fake;
   auto manager = OpenOrFail(fake.Options());
