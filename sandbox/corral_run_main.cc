@@ -9,9 +9,11 @@
 // Exit status: the command's (128 + signal when a signal ended it), 125 when the sandbox could
 // not start, 2 for a bad command line or policy, 128 + signal when corral-run itself was
 // interrupted (the sandbox is killed first, reason killed_by_request).
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -105,10 +107,13 @@ int RunCheck(const Options& options) {
   return runnable ? 0 : 1;
 }
 
+// The last byte the command wrote to stderr: the record must start a line of its own.
+std::atomic<char> g_last_stderr_byte{'\n'};
+
 void WriteOutcome(const Options& options, nlohmann::json record) {
   std::string line = record.dump();
   if (options.outcome_file.empty()) {
-    WriteAll(STDERR_FILENO, line + "\n");
+    WriteAll(STDERR_FILENO, (g_last_stderr_byte == '\n' ? "" : "\n") + line + "\n");
     return;
   }
   std::ofstream out(options.outcome_file, std::ios::trunc);
@@ -156,8 +161,10 @@ int Run(const Options& options) {
     }
     request.extra_binds.push_back(*bind);
   }
-  request.fds.push_back({STDIN_FILENO, 0});
+  // A closed stdin stays closed: the sandbox gets /dev/null there.
+  if (fcntl(STDIN_FILENO, F_GETFD) >= 0) request.fds.push_back({STDIN_FILENO, 0});
   request.output_sink = [](int stream, std::string_view data) {
+    if (stream == 2 && !data.empty()) g_last_stderr_byte = data.back();
     WriteAll(stream == 2 ? STDERR_FILENO : STDOUT_FILENO, data);
   };
 

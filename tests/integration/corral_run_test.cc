@@ -131,6 +131,14 @@ TEST_CASE("corral-run: runs python3 from PATH and reports the outcome on stderr'
   }
 }
 
+TEST_CASE("corral-run: the outcome starts its own line after unterminated stderr") {
+  CORRAL_SKIP_IF(!CanSandbox(), "corral-run --check says this host cannot run the policy");
+  Finished run = Run(PythonArgs("import sys; sys.stderr.write('no newline')"));
+  CHECK(run.status == 0);
+  CHECK(run.err.rfind("no newline\n{", 0) == 0);
+  CHECK(OutcomeFromStderr(run)["reason"] == "exited");
+}
+
 TEST_CASE("corral-run: the command's exit status and signal propagate") {
   CORRAL_SKIP_IF(!CanSandbox(), "corral-run --check says this host cannot run the policy");
   Finished exited = Run(PythonArgs("import sys; sys.exit(7)"));
