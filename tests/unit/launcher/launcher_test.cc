@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <set>
+#include <thread>
 
 #include "tests/unit/launcher/launcher_helpers.h"
 
@@ -117,11 +119,46 @@ TEST_CASE("launcher: pid is the command's host pid, host uids are leased and dis
     CHECK(HostUidOf(s->sandbox->pid()) == uid);
   }
   CHECK(a.sandbox->host_uid() != b.sandbox->host_uid());
+  CHECK(a.sandbox->Usage().memory_bytes > 0);
 
   a.Release();
   b.Release();
   CHECK(a.sandbox->Wait().exit_code == 0);
   CHECK(b.sandbox->Wait().exit_code == 0);
+}
+
+TEST_CASE("launcher: launches from many threads at once all start, each contained") {
+  auto launcher = MakeLauncher();
+  CORRAL_SKIP_IF(SandboxingUnavailable(*launcher), "no user namespaces or seccomp");
+  Policy policy = DefaultPolicy();
+  constexpr int kThreads = 6;
+  std::vector<Outcome> outcomes(kThreads);
+  std::vector<std::string> outputs(kThreads), errors(kThreads);
+  std::vector<uint32_t> uids(kThreads);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      auto captured = std::make_shared<Captured>();
+      Result<std::unique_ptr<Sandbox>> sandbox = launcher->Launch(
+          policy, PythonRequest("many", "import os; print(len(os.listdir('/proc/self/fd')))",
+                                captured));
+      if (!sandbox.ok()) {
+        errors[i] = sandbox.status().ToString();
+        return;
+      }
+      uids[i] = (*sandbox)->host_uid();
+      outcomes[i] = (*sandbox)->Wait();
+      outputs[i] = captured->out;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int i = 0; i < kThreads; ++i) {
+    INFO(errors[i]);
+    CHECK(errors[i].empty());
+    CHECK(outcomes[i].exit_code == 0);
+    CHECK(outputs[i] == "4\n");  // 0-2 and listdir's own: nothing of the other launches
+  }
+  CHECK(std::set<uint32_t>(uids.begin(), uids.end()).size() == kThreads);
 }
 
 TEST_CASE("launcher: a missing bind source fails before anything is created") {
