@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -114,6 +115,7 @@ void RunHttpClient(const Options& options, std::vector<std::string> paths,
                    Clock::time_point deadline, ClientResult* result) {
   httplib::Client client("127.0.0.1", options.port);
   client.set_keep_alive(true);
+  client.set_tcp_nodelay(true);  // headers and body go out as two writes: no Nagle wait
   client.set_read_timeout(120, 0);
   client.set_write_timeout(120, 0);
   for (long i = 0; i < options.warmup; ++i) {
@@ -215,7 +217,8 @@ int RunFloor(const Options& options) {
   close(fds[1]);
 
   nlohmann::json reply;
-  nlohmann::json program = {{"program_id", "bench"}, {"kind", "python"}, {"source", kProgramSource}};
+  nlohmann::json program = {
+      {"program_id", "bench"}, {"kind", "python"}, {"source", kProgramSource}};
   nlohmann::json execute = {{"program_id", "bench"},
                             {"inputs", nlohmann::json::parse(options.body)["inputs"]}};
   std::vector<ClientResult> results(1);
@@ -224,7 +227,9 @@ int RunFloor(const Options& options) {
     results[0].errors++;
     results[0].first_error = "create_program: " + reply.dump();
   }
-  for (long i = 0; i < options.warmup; ++i) FrameCall(fds[0], id++, "execute_program", execute, &reply);
+  for (long i = 0; i < options.warmup; ++i) {
+    FrameCall(fds[0], id++, "execute_program", execute, &reply);
+  }
 
   Clock::time_point begin = Clock::now();
   for (long i = 0; i < options.requests; ++i) {
@@ -244,25 +249,37 @@ int RunFloor(const Options& options) {
 
 // --- command line ----------------------------------------------------------------------------
 
+using Setter = void (*)(Options*, const std::string&);
+
+// The command line is a table: each flag names the one field it sets.
+const std::map<std::string, Setter> kFlags = {
+    {"--port", [](Options* o, const std::string& v) { o->port = std::stoi(v); }},
+    {"--paths", [](Options* o, const std::string& v) { o->paths_file = v; }},
+    {"--body", [](Options* o, const std::string& v) { o->body = v; }},
+    {"--clients", [](Options* o, const std::string& v) { o->clients = std::stoi(v); }},
+    {"--requests", [](Options* o, const std::string& v) { o->requests = std::stol(v); }},
+    {"--seconds", [](Options* o, const std::string& v) { o->seconds = std::stod(v); }},
+    {"--warmup", [](Options* o, const std::string& v) { o->warmup = std::stol(v); }},
+    {"--python", [](Options* o, const std::string& v) { o->python = v; }},
+    {"--worker", [](Options* o, const std::string& v) { o->worker = v; }},
+};
+
 bool ParseOptions(int argc, char** argv, Options* options) {
-  if (argc < 2) return false;
+  if (argc < 2 || argc % 2 != 0) return false;
   options->mode = argv[1];
   for (int i = 2; i + 1 < argc; i += 2) {
-    std::string key = argv[i];
-    std::string value = argv[i + 1];
-    if (key == "--port") options->port = std::stoi(value);
-    else if (key == "--paths") options->paths_file = value;
-    else if (key == "--body") options->body = value;
-    else if (key == "--clients") options->clients = std::stoi(value);
-    else if (key == "--requests") options->requests = std::stol(value);
-    else if (key == "--seconds") options->seconds = std::stod(value);
-    else if (key == "--warmup") options->warmup = std::stol(value);
-    else if (key == "--python") options->python = value;
-    else if (key == "--worker") options->worker = value;
-    else return false;
+    auto flag = kFlags.find(argv[i]);
+    if (flag == kFlags.end()) return false;
+    try {
+      flag->second(options, argv[i + 1]);
+    } catch (const std::exception&) {  // std::stoi and friends: not a number
+      return false;
+    }
   }
   bool bounded = options->requests > 0 || options->seconds > 0;
-  if (options->mode == "http") return options->port > 0 && !options->paths_file.empty() && bounded;
+  if (options->mode == "http") {
+    return options->port > 0 && options->clients > 0 && !options->paths_file.empty() && bounded;
+  }
   if (options->mode == "floor") return !options->worker.empty() && options->requests > 0;
   return false;
 }

@@ -17,6 +17,7 @@ import time
 from . import baselines, calls, density, machine, report, sandbox_cost, session_start, settings
 from . import targets
 from .daemon import Client, Daemon, delete_session
+from .stats import percentile
 
 SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = os.path.join(SOURCE_DIR, "bench", "results", "latest.json")
@@ -40,7 +41,6 @@ def server_ready_p50(daemon: Daemon, prefix: str) -> float | None:
             match = pattern.search(line)
             if match:
                 values.append(float(match.group(1)))
-    from .stats import percentile
     return percentile(values, 50)
 
 
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace, counts: dict) -> dict:
         figures["density"] = density.measure(load, daemon.port, daemon.pid, counts, log)
     finally:
         daemon.stop()
+        daemon.cleanup(os.path.join(os.path.dirname(os.path.abspath(args.results)), "corrald.log"))
         starter.cleanup()
     figures["sandbox_cost"] = sandbox_cost.measure(
         os.path.join(build, "corral-run"), os.path.join(SOURCE_DIR, "policies", "default.yaml"),
@@ -114,8 +115,8 @@ def missing_figures(value, path: str = "") -> list[str]:
 
 def smoke_check(result: dict, counts: dict) -> list[str]:
     problems = missing_figures(result["figures"])
-    steps = result["figures"]["density"]["steps"]
-    if len(steps) != len(counts["density_steps"]) and not result["figures"]["density"]["stopped_early"]:
+    dense = result["figures"]["density"]
+    if len(dense["steps"]) != len(counts["density_steps"]) and not dense["stopped_early"]:
         problems.append("density: a step is missing")
     for name, verdict in result["targets"].items():
         if verdict["status"] not in ("met", "missed", targets.POOL):
@@ -127,14 +128,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="corral_bench")
     parser.add_argument("--build", required=True, help="build directory holding corrald")
     parser.add_argument("--smoke", action="store_true", help="tiny counts; check every figure")
+    parser.add_argument("--results", default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
     counts = settings.counts(args.smoke)
     result = run(args, counts)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as file:
+    os.makedirs(os.path.dirname(os.path.abspath(args.results)), exist_ok=True)
+    with open(args.results, "w") as file:
         json.dump(result, file, indent=2)
     print(report.table(result), end="")
-    log(f"figures written to {RESULTS}")
+    log(f"figures written to {args.results}")
     if args.smoke:
         problems = smoke_check(result, counts)
         if problems:

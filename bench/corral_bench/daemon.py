@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -62,6 +63,14 @@ class Daemon:
             self.process.kill()
             self.process.wait()
 
+    def cleanup(self, keep_log_as: str) -> None:
+        """After stop: keeps the log, removes the state dir and the (empty) cgroup parent."""
+        os.makedirs(os.path.dirname(keep_log_as), exist_ok=True)
+        if os.path.exists(self.log_path):
+            shutil.copyfile(self.log_path, keep_log_as)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        remove_empty_cgroups(self.cgroup_parent)
+
     @property
     def pid(self) -> int:
         return self.process.pid
@@ -72,6 +81,20 @@ class Daemon:
                 return "".join(file.readlines()[-lines:])
         except OSError:
             return ""
+
+
+def remove_empty_cgroups(name: str) -> None:
+    """rmdir of every cgroup directory called `name` a few levels under /sys/fs/cgroup; the
+    kernel refuses any that still holds a process or a child, so nothing live is touched."""
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if name in dirs:
+            try:
+                os.rmdir(os.path.join(root, name))
+            except OSError:
+                pass
+            dirs.remove(name)
+        if root.count("/") - "/sys/fs/cgroup".count("/") >= 3:
+            dirs[:] = []
 
 
 class Client:

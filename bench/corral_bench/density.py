@@ -70,6 +70,7 @@ def memory_figures(fleet: Fleet, daemon_pid: int, host_used_before: int) -> dict
     cgroup = [s["cgroup_bytes"] for s in samples if s["cgroup_bytes"] is not None]
     live = len(samples)
     host_used = host_memory_used()
+    grown = host_used - host_used_before
     return {
         "live_sessions": live,
         "processes_per_session": median([s["processes"] for s in samples]),
@@ -77,7 +78,7 @@ def memory_figures(fleet: Fleet, daemon_pid: int, host_used_before: int) -> dict
         "cgroup_per_session_mib": sum(cgroup) / len(cgroup) / 2**20 if cgroup else None,
         "daemon_rss_mib": memory.rss_bytes(daemon_pid) / 2**20,
         "host_used_mib": host_used / 2**20,
-        "host_used_per_session_mib": (host_used - host_used_before) / live / 2**20 if live else None,
+        "host_used_per_session_mib": grown / live / 2**20 if live else None,
     }
 
 

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from typing import Callable
 
+from .daemon import remove_empty_cgroups
 from .stats import median
 
 PYTHON = "/usr/bin/python3"
@@ -55,8 +56,8 @@ def _time_program(prefix: list[str], source: str, args: list[str]) -> float:
 def measure(corral_run: str, policy: str, counts: dict, log: Callable[[str], None]) -> dict:
     """Outside, the syscall program works in a tmpfs directory (/dev/shm), as inside it works
     in the sandbox's tmpfs /tmp: the file system is the same kind on both sides."""
-    inside = [corral_run, "--policy", policy, "--cgroup-parent", f"corral-bench-run-{os.getpid()}",
-              "--"]
+    cgroup_parent = f"corral-bench-run-{os.getpid()}"
+    inside = [corral_run, "--policy", policy, "--cgroup-parent", cgroup_parent, "--"]
     scratch = tempfile.mkdtemp(prefix="corral-bench-", dir="/dev/shm")
     programs = {
         "cpu": (CPU_PROGRAM, [str(counts["cpu_iterations"])], [str(counts["cpu_iterations"])]),
@@ -76,4 +77,5 @@ def measure(corral_run: str, policy: str, counts: dict, log: Callable[[str], Non
                              "runs_outside_s": outside_s, "runs_inside_s": inside_s}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        remove_empty_cgroups(cgroup_parent)
     return results

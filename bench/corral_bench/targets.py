@@ -24,19 +24,20 @@ def call_overhead(figures: dict) -> dict:
                                     f"(target < 100 us)")
 
 
-def _growth(steps: list[dict], part: str) -> float:
-    return steps[-1][part]["p99_ms" if part == "start" else "p99_us"] / \
-        steps[0][part]["p99_ms" if part == "start" else "p99_us"]
+def _growth(steps: list[dict], part: str, key: str) -> float:
+    """How much a p99 grew from the smallest density step to the largest."""
+    return steps[-1][part][key] / steps[0][part][key]
 
 
 def density(figures: dict, wanted: int) -> dict:
     steps = figures["density"]["steps"]
     live = steps[-1]["live_sessions"]
-    start_growth, call_growth = _growth(steps, "start"), _growth(steps, "call")
+    start_growth = _growth(steps, "start", "p99_ms")
+    call_growth = _growth(steps, "call", "p99_us")
     ok = live >= wanted and start_growth < 2 and call_growth < 2
-    return _verdict(ok, f"{live} live sessions (wanted {wanted}); p99 from {steps[0]['live_sessions']}"
-                        f" to {live}: start x{start_growth:.2f}, call x{call_growth:.2f} "
-                        f"(target < 2x)")
+    first = steps[0]["live_sessions"]
+    return _verdict(ok, f"{live} live sessions (wanted {wanted}); p99 from {first} to {live}: "
+                        f"start x{start_growth:.2f}, call x{call_growth:.2f} (target < 2x)")
 
 
 def sandbox_cpu(figures: dict) -> dict:
