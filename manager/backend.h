@@ -34,6 +34,8 @@ struct WorkerFailure {
   uint64_t memory_peak_bytes = 0;
 
   nlohmann::json ToJson() const;
+  // The failure a call's error carries in details.failure; reason and message otherwise.
+  static WorkerFailure FromStatus(const Status& status);
 };
 
 // The failure a sandbox outcome means for a session: the launcher's own reasons are kept,

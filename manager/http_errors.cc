@@ -107,7 +107,12 @@ Status StatusFromWorkerError(std::string_view type, std::string_view message,
   if (category == ErrorCategory::kInternal) category = ErrorCategory::kFailedPrecondition;
   nlohmann::json shown = details.is_object() ? details : nlohmann::json::object();
   if (reason == "worker_error") shown["worker_error_type"] = std::string(type);
-  return Status::Error(category, std::string(message))
+  // "ValueError: bad day" tells an operator more than the exception's text alone.
+  std::string text(message);
+  if (shown.contains("exception") && shown["exception"].is_string()) {
+    text = shown["exception"].get<std::string>() + ": " + text;
+  }
+  return Status::Error(category, std::move(text))
       .WithReason(std::move(reason))
       .WithDetails(shown.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }

@@ -148,6 +148,25 @@ nlohmann::json WorkerFailure::ToJson() const {
   return json;
 }
 
+WorkerFailure WorkerFailure::FromStatus(const Status& status) {
+  WorkerFailure failure;
+  failure.reason = status.reason();
+  failure.message = status.message();
+  nlohmann::json details = nlohmann::json::parse(status.details_json(), nullptr, false);
+  if (!details.is_object() || !details.contains("failure")) return failure;
+  const nlohmann::json& json = details["failure"];
+  if (json.value("exit_code", nlohmann::json()).is_number_integer()) {
+    failure.exit_code = json["exit_code"].get<int>();
+  }
+  if (json.value("signal", nlohmann::json()).is_number_integer()) {
+    failure.signal = json["signal"].get<int>();
+  }
+  failure.seccomp_syscall = json.value("seccomp_syscall", -1L);
+  failure.memory_peak_bytes = json.value("memory_peak_bytes", uint64_t{0});
+  if (json.value("message", nlohmann::json()).is_string()) failure.message = json["message"];
+  return failure;
+}
+
 WorkerFailure FailureFromOutcome(const Outcome& outcome) {
   WorkerFailure failure;
   failure.exit_code = outcome.exit_code;

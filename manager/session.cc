@@ -137,10 +137,7 @@ Result<nlohmann::json> Session::AfterCall(const std::string& command, const nloh
   if (status_ == SessionStatus::kEnded) return UnusableStatus();
   if (status_ == SessionStatus::kReady) {
     lock.unlock();
-    WorkerFailure failure;
-    failure.reason = result.status().reason();
-    failure.message = result.status().message();
-    MarkFailed(failure);
+    MarkFailed(WorkerFailure::FromStatus(result.status()));
   }
   return result;
 }
