@@ -125,6 +125,11 @@ int Run(const Options& options) {
   Result<ListenAddress> listen = ParseListenAddress(config->listen);
   if (!listen.ok()) return fail(listen.status());
 
+  // A previous daemon killed with -9 left its port file: a client must never read that one.
+  std::string port_file = config->state_dir + "/corrald.port";
+  std::string pid_file = config->state_dir + "/corrald.pid";
+  unlink(port_file.c_str());
+
   Result<std::unique_ptr<ProcessBackend>> backend = ProcessBackend::Create(*config);
   if (!backend.ok()) return fail(backend.status());
   SessionRegistry registry(*config, {{"process", backend->get()}});
@@ -140,8 +145,6 @@ int Run(const Options& options) {
   Result<int> port = server.Bind(*listen);
   if (!port.ok()) return fail(port.status());
 
-  std::string port_file = config->state_dir + "/corrald.port";
-  std::string pid_file = config->state_dir + "/corrald.pid";
   step = WriteFileAtomic(pid_file, std::to_string(getpid()));
   if (step.ok()) step = WriteFileAtomic(port_file, std::to_string(*port));
   if (!step.ok()) return fail(step);

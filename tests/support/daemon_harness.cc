@@ -103,6 +103,8 @@ std::unique_ptr<Daemon> Daemon::Start(DaemonOptions options) {
                                                          : options.cgroup_parent;
   daemon->log_path_ = daemon->state_dir_ + "/corrald.log";
   daemon->owns_state_dir_ = options.state_dir.empty();
+  // A daemon killed with -9 leaves its port file; never mistake it for the new one's.
+  unlink((daemon->state_dir_ + "/corrald.port").c_str());
   daemon->Launch(options);
   bool listening = daemon->WaitForPort();
   INFO("corrald log:\n" << daemon->log());
