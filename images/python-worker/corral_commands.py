@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from corral_programs import (Program, WorkerError, bind_inputs, check_program_id,
+from corral_programs import (Program, WorkerError, bind_inputs, check_program_id, safe_str,
                              check_signature_inputs,
                              create_python, create_signature, encode_result, run_python)
 from corral_protocol import Config, Log, ProtocolError
@@ -96,10 +96,12 @@ class Worker:
             result = command(session_id, args)
         except WorkerError as error:
             return self._error_reply(request_id, session_id, error)
-        except Exception as error:  # a bug in the worker: report it, keep serving
-            self._log.write("error", f"internal error: {error!r}", session_id)
+        except BaseException as error:  # noqa: B036 - a worker bug, or tenant objects that raise
+            # SystemExit from __str__ or items(): report it and keep serving either way.
+            message = safe_str(error)
+            self._log.write("error", f"internal error: {message}", session_id)
             return self._error_reply(request_id, session_id,
-                                     WorkerError("internal_error", repr(error)))
+                                     WorkerError("internal_error", message))
         return self._result_reply(request_id, session_id, result)
 
     def _session_id(self, request: dict[str, Any]) -> str:

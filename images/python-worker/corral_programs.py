@@ -130,6 +130,14 @@ def format_exception(error: BaseException, filename: str, source: str) -> str:
     return "".join(head + stack + traceback.format_exception_only(type(error), error))
 
 
+def safe_str(error: BaseException) -> str:
+    """str() of a tenant's exception, whose __str__ is tenant code and may itself fail."""
+    try:
+        return str(error)
+    except BaseException:  # noqa: B036
+        return f"<{type(error).__name__} whose str() failed>"
+
+
 def program_filename(program_id: str) -> str:
     return f"<program {program_id}>"
 
@@ -153,7 +161,7 @@ def create_python(program_id: str, source: Any, entrypoint: Any, limit: int) -> 
         try:
             exec(compile(source, program_filename(program_id), "exec"), module.__dict__)
         except BaseException as error:  # tenant code: SystemExit and all
-            raise WorkerError("program_error", f"{type(error).__name__}: {error}",
+            raise WorkerError("program_error", f"{type(error).__name__}: {safe_str(error)}",
                               exception=type(error).__name__,
                               traceback=format_exception(error, program_filename(program_id),
                                                          source),
@@ -210,7 +218,7 @@ def run_python(program: Program, inputs: dict[str, Any], limit: int) -> tuple[An
         "duration_ms": duration_ms,
     }
     if failure is not None:
-        raise WorkerError("program_error", str(failure), exception=type(failure).__name__,
+        raise WorkerError("program_error", safe_str(failure), exception=type(failure).__name__,
                           traceback=format_exception(failure, program_filename(program.program_id),
                                                      program.source),
                           stdout=captured["stdout"],
@@ -249,9 +257,10 @@ def encode_result(value: Any, max_result: int) -> bytes:
     """Serializes a program's return value once, checking it against the limits."""
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError, RecursionError) as error:
+    except BaseException as error:  # noqa: B036 - tenant objects may raise anything, even
+        # SystemExit, from the methods json calls while encoding them
         raise WorkerError("result_not_serializable",
-                          f"result is not JSON-serializable: {error}") from None
+                          f"result is not JSON-serializable: {safe_str(error)}") from None
     # Lone surrogates cannot be UTF-8: replace them rather than send text the daemon refuses.
     encoded = text.encode("utf-8", errors="replace")
     if len(encoded) > max_result:

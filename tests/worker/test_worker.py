@@ -89,8 +89,8 @@ class WorkerTestCase(unittest.TestCase):
         self.worker = WorkerProcess(**self.env)
 
     def tearDown(self) -> None:
+        self.worker.sock.close()
         if self.worker.process.poll() is None:
-            self.worker.sock.close()
             try:
                 self.worker.process.wait(timeout=TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -282,6 +282,19 @@ class ErrorTest(WorkerTestCase):
                 self.create(program_id, f"def forward():\n    {body}\n")
                 error = self.execute(program_id)["error"]
                 self.assertEqual(error["type"], "result_not_serializable")
+
+    def test_hostile_exception_and_result_objects(self) -> None:
+        self.create("bad_str", "class E(Exception):\n    def __str__(self):\n"
+                    "        raise SystemExit(1)\ndef forward():\n    raise E()\n")
+        error = self.execute("bad_str")["error"]
+        self.assertEqual(error["type"], "program_error")
+        self.assertEqual(error["exception"], "E")
+        self.create("bad_dict", "class D(dict):\n    def items(self):\n"
+                    "        raise SystemExit(1)\n    def keys(self):\n"
+                    "        raise SystemExit(1)\n    def __iter__(self):\n"
+                    "        raise SystemExit(1)\ndef forward():\n    return D(a=1)\n")
+        self.assertEqual(self.execute("bad_dict")["error"]["type"], "result_not_serializable")
+        self.assertTrue(self.worker.result("ping")["pong"])
 
     def test_lone_surrogates_become_valid_utf8(self) -> None:
         self.create("p", "def forward():\n    print('\\udc80')\n    return '\\ud800x'\n")
