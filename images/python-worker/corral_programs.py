@@ -159,7 +159,10 @@ def create_python(program_id: str, source: Any, entrypoint: Any, limit: int) -> 
     module = types.ModuleType(f"corral_program_{program_id}")
     with captured_output(limit) as (out, err):
         try:
-            exec(compile(source, program_filename(program_id), "exec"), module.__dict__)
+            # dont_inherit: the worker's own `from __future__` imports must not change how
+            # tenant code is compiled (annotations would silently become strings).
+            code = compile(source, program_filename(program_id), "exec", dont_inherit=True)
+            exec(code, module.__dict__)
         except BaseException as error:  # tenant code: SystemExit and all
             raise WorkerError("program_error", f"{type(error).__name__}: {safe_str(error)}",
                               exception=type(error).__name__,

@@ -6,9 +6,9 @@ stdout, because tenant code may print anything: what it prints is captured, boun
 with the result. One frame = a 4-byte big-endian length + one UTF-8 JSON object. Requests are
 handled one at a time, in order.
 
-Environment: CORRAL_CHANNEL_FD (3), CORRAL_MAX_FRAME (16 MiB), CORRAL_MAX_OUTPUT (characters of
-captured stdout, and of stderr, kept per call: 1 Mi), CORRAL_MAX_RESULT (8 MiB), CORRAL_POOL (1: every request
-names its session), CORRAL_LOG_FORMAT (json or text). Logs go to stderr as lines with the
+Environment: CORRAL_CHANNEL_FD (3), CORRAL_MAX_FRAME (16 MiB), CORRAL_MAX_OUTPUT (characters
+of captured stdout, and of stderr, kept per call: 1 Mi), CORRAL_MAX_RESULT (8 MiB), CORRAL_POOL
+(1: every request names its session), CORRAL_LOG_FORMAT (json or text). Logs go to stderr as lines with the
 daemon's keys: time, level, component, msg, session.
 """
 

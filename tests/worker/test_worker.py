@@ -128,6 +128,11 @@ class CommandTest(WorkerTestCase):
         self.create("p", "def run(x):\n    return x * 2\n", entrypoint="run")
         self.assertEqual(self.execute("p", x=21)["result"]["outputs"], 42)
 
+    def test_program_compiled_without_the_workers_future_imports(self) -> None:
+        self.create("p", "def forward(x: int) -> str:\n"
+                    "    return repr(forward.__annotations__['x'])\n")
+        self.assertEqual(self.execute("p", x=1)["result"]["outputs"], "<class 'int'>")
+
     def test_execute_result_fields(self) -> None:
         self.create("p", "import sys\ndef forward():\n    print('out')\n"
                     "    print('err', file=sys.stderr)\n    return None\n")
