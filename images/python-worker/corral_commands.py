@@ -30,7 +30,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from corral_programs import (Program, WorkerError, bind_inputs, check_program_id, safe_str,
+from corral_programs import (Program, WorkerError, bind_inputs, check_program_id, forget_module,
+                             safe_str,
                              check_signature_inputs,
                              create_python, create_signature, encode_result, run_python)
 from corral_protocol import Config, Log, ProtocolError
@@ -172,7 +173,7 @@ class Worker:
         if kind == "python":
             program = create_python(program_id, arg(args, "source", str),
                                     arg(args, "entrypoint", str, "forward"),
-                                    self._config.max_output)
+                                    self._config.max_output, keep_module=not self._config.pool)
         elif kind == "signature":
             program = create_signature(program_id, arg(args, "signature", (str, dict)),
                                        arg(args, "instructions", str, None))
@@ -218,6 +219,8 @@ class Worker:
     def delete_program(self, session_id: str, args: dict[str, Any]) -> Reply:
         program = self._program(session_id, args)
         del self._sessions[session_id].programs[program.program_id]
+        if not self._config.pool:
+            forget_module(program.program_id)
         return {"deleted": True}
 
     def get_stats(self, session_id: str, args: dict[str, Any]) -> Reply:

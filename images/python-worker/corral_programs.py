@@ -151,12 +151,42 @@ def check_program_id(program_id: Any) -> str:
     return program_id
 
 
-def create_python(program_id: str, source: Any, entrypoint: Any, limit: int) -> Program:
+def create_python(program_id: str, source: Any, entrypoint: Any, limit: int,
+                  keep_module: bool) -> Program:
+    """Runs `source` as a fresh module. The module is in sys.modules while its top level runs,
+    because dataclasses, typing and pickle look a class's module up there; it stays there only
+    when `keep_module` (a process-mode worker, which holds a single session's programs)."""
     if not isinstance(source, str):
         raise WorkerError("invalid_args", "`source` must be a string for a python program")
     if not isinstance(entrypoint, str) or not entrypoint.isidentifier():
         raise WorkerError("invalid_args", "`entrypoint` must be a Python identifier")
-    module = types.ModuleType(f"corral_program_{program_id}")
+    module = types.ModuleType(module_name(program_id))
+    sys.modules[module.__name__] = module
+    try:
+        _run_module(module, program_id, source, limit)
+    except BaseException:
+        forget_module(program_id)
+        raise
+    if not keep_module:
+        forget_module(program_id)
+    function = module.__dict__.get(entrypoint)
+    if not callable(function):
+        forget_module(program_id)
+        raise WorkerError("invalid_program",
+                          f"program does not define a callable `{entrypoint}`")
+    return Program(program_id, "python", time.time(), entrypoint=entrypoint,
+                   function=function, namespace=module.__dict__, source=source)
+
+
+def module_name(program_id: str) -> str:
+    return f"corral_program_{program_id}"
+
+
+def forget_module(program_id: str) -> None:
+    sys.modules.pop(module_name(program_id), None)
+
+
+def _run_module(module: types.ModuleType, program_id: str, source: str, limit: int) -> None:
     with captured_output(limit) as (out, err):
         try:
             # dont_inherit: the worker's own `from __future__` imports must not change how
@@ -169,12 +199,6 @@ def create_python(program_id: str, source: Any, entrypoint: Any, limit: int) -> 
                               traceback=format_exception(error, program_filename(program_id),
                                                          source),
                               stdout=out.getvalue(), stderr=err.getvalue()) from None
-    function = module.__dict__.get(entrypoint)
-    if not callable(function):
-        raise WorkerError("invalid_program",
-                          f"program does not define a callable `{entrypoint}`")
-    return Program(program_id, "python", time.time(), entrypoint=entrypoint,
-                   function=function, namespace=module.__dict__, source=source)
 
 
 def create_signature(program_id: str, spec: Any, instructions: Any) -> Program:

@@ -133,6 +133,17 @@ class CommandTest(WorkerTestCase):
                     "    return repr(forward.__annotations__['x'])\n")
         self.assertEqual(self.execute("p", x=1)["result"]["outputs"], "<class 'int'>")
 
+    def test_dataclasses_and_pickle_find_the_program_module(self) -> None:
+        self.create("dc", "from __future__ import annotations\nimport pickle\n"
+                    "from dataclasses import dataclass\n@dataclass\nclass Point:\n"
+                    "    x: int\ndef forward():\n"
+                    "    return pickle.loads(pickle.dumps(Point(3))).x\n")
+        self.assertEqual(self.execute("dc")["result"]["outputs"], 3)
+        self.worker.result("delete_program", {"program_id": "dc"})
+        self.create("dc", "def forward():\n    import sys\n"
+                    "    return sys.modules[__name__].__name__\n")
+        self.assertEqual(self.execute("dc")["result"]["outputs"], "corral_program_dc")
+
     def test_execute_result_fields(self) -> None:
         self.create("p", "import sys\ndef forward():\n    print('out')\n"
                     "    print('err', file=sys.stderr)\n    return None\n")
@@ -412,6 +423,16 @@ class PoolTest(WorkerTestCase):
                                            session_id="carol")["type"], "program_not_found")
         listed = self.worker.result("list_programs", session_id="bob")["programs"]
         self.assertEqual([(p["program_id"], p["executions"]) for p in listed], [("qa_bot", 1)])
+
+    def test_dataclass_programs_work_and_are_not_left_in_sys_modules(self) -> None:
+        source = ("from __future__ import annotations\nimport sys\n"
+                  "from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\n"
+                  "def forward():\n"
+                  "    return [P(1).x, any(n.startswith('corral_program_') for n in sys.modules)]\n")
+        self.worker.result("create_program", {"program_id": "p", "kind": "python",
+                                              "source": source}, session_id="s1")
+        self.assertEqual(self.worker.result("execute_program", {"program_id": "p"},
+                                            session_id="s1")["outputs"], [1, False])
 
     def test_drop_session(self) -> None:
         self.worker.result("create_program", {"program_id": "p", "kind": "python",
