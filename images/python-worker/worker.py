@@ -8,8 +8,8 @@ handled one at a time, in order.
 
 Environment: CORRAL_CHANNEL_FD (3), CORRAL_MAX_FRAME (16 MiB), CORRAL_MAX_OUTPUT (characters
 of captured stdout, and of stderr, kept per call: 1 Mi), CORRAL_MAX_RESULT (8 MiB), CORRAL_POOL
-(1: every request names its session), CORRAL_LOG_FORMAT (json or text). Logs go to stderr as lines with the
-daemon's keys: time, level, component, msg, session.
+(1: every request names its session), CORRAL_LOG_FORMAT (json or text). Logs go to stderr as
+lines with the daemon's keys: time, level, component, msg, session.
 """
 
 from __future__ import annotations
