@@ -427,7 +427,8 @@ class PoolTest(WorkerTestCase):
     def test_dataclass_programs_work_and_are_not_left_in_sys_modules(self) -> None:
         source = ("from __future__ import annotations\nimport sys\n"
                   "from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\n"
-                  "def forward():\n    leaked = [n for n in sys.modules if 'corral_program' in n]\n"
+                  "def forward():\n"
+                  "    leaked = [n for n in sys.modules if n.startswith('corral_program_')]\n"
                   "    return [P(1).x, bool(leaked)]\n")
         self.worker.result("create_program", {"program_id": "p", "kind": "python",
                                               "source": source}, session_id="s1")
