@@ -7,8 +7,8 @@
 // stdin is passed through; stdout and stderr go through the launcher, bounded by
 // limits.output. The outcome record (JSON) goes to --outcome, or is the last line of stderr.
 // Exit status: the command's (128 + signal when a signal ended it), 125 when the sandbox could
-// not start, 2 for a bad command line or policy, 128 + signal when corral-run itself was
-// interrupted (the sandbox is killed first, reason killed_by_request).
+// not start, 2 for a bad command line, policy, --name or --bind, 128 + signal when corral-run
+// itself got SIGINT or SIGTERM (the sandbox is killed first, reason killed_by_request).
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -168,6 +168,9 @@ int Run(const Options& options) {
     WriteAll(stream == 2 ? STDERR_FILENO : STDOUT_FILENO, data);
   };
 
+  // A closed stdout must not kill corral-run (and with it the sandbox's cleanup): EPIPE is
+  // handled where the output is written. The sandbox resets every disposition itself.
+  signal(SIGPIPE, SIG_IGN);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -183,7 +186,9 @@ int Run(const Options& options) {
   if (!sandbox.ok()) {
     fmt::print(stderr, "corral-run: {}\n", sandbox.status().ToString());
     WriteOutcome(options, LaunchFailedRecord(options, sandbox.status()));
-    return kLaunchError;
+    // A bad --name or --bind is the command line's fault; anything else, the sandbox's.
+    bool usage = sandbox.status().category() == ErrorCategory::kInvalidArgument;
+    return usage ? kUsageError : kLaunchError;
   }
   WatchSignals(sandbox->get(), set);
   Outcome outcome = (*sandbox)->Wait();

@@ -222,6 +222,10 @@ TEST_CASE("corral-run: bad command lines exit 2 naming the problem") {
   CHECK(bad_set.status == 2);
   CHECK_THAT(bad_set.err, Catch::Contains("limits.memory"));
 
+  Finished bad_name = Run(PythonArgs("print(1)", {"--name", "../escape"}));
+  CHECK(bad_name.status == 2);
+  CHECK_THAT(bad_name.err, Catch::Contains("sandbox name `../escape`"));
+
   Finished version = Run({"--version"});
   CHECK(version.status == 0);
   CHECK_THAT(version.out, Catch::Contains("corral-run"));
