@@ -241,7 +241,7 @@ for t in targets:
     obs["open_append:" + t] = attempt(lambda: os.close(os.open(t, os.O_WRONLY | os.O_APPEND)))
     st = os.stat(t)
     obs["chmod:" + t] = attempt(os.chmod, t, stat.S_IMODE(st.st_mode))
-    obs["utime:" + t] = attempt(os.utime, t, ns=(st.st_atime_ns, st.st_mtime_ns))
+    obs["utime:" + t] = attempt(lambda: os.utime(t, ns=(st.st_atime_ns, st.st_mtime_ns)))
 obs["rename_python"] = attempt(os.rename, os.path.realpath(sys.executable), "/usr/bin/x")
 obs["unlink_env"] = attempt(os.unlink, "/usr/bin/env")
 emit()
