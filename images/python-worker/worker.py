@@ -17,7 +17,9 @@ from __future__ import annotations
 import os
 import sys
 
-# `-I` keeps the script's directory off sys.path; the worker's own modules live beside it.
+# `-I` keeps the script's directory off sys.path; the worker's own modules live beside it. That
+# directory is a read-only bind in the sandbox, so never try to write bytecode into it.
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from corral_protocol import Channel, Config, Log, ProtocolError  # noqa: E402

@@ -17,6 +17,7 @@ WORKER = os.path.join(WORKER_DIR, "worker.py")
 PYTHON = "/usr/bin/python3"
 TIMEOUT_S = 120  # never a timing assertion: only a guard against a hung worker
 
+sys.dont_write_bytecode = True  # keep the worker's directory as the repository has it
 sys.path.insert(0, WORKER_DIR)
 from corral_signature import SignatureError, parse_signature  # noqa: E402
 
