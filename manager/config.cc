@@ -149,6 +149,7 @@ const std::vector<ConfigRow>& Table() {
                  SetDuration(v, &c.process.idle_check_interval)),
       CORRAL_ROW("process.call_timeout", SetDuration(v, &c.process.call_timeout)),
       CORRAL_ROW("process.start_timeout", SetDuration(v, &c.process.start_timeout)),
+      CORRAL_ROW("process.max_queued_calls", SetCount(v, &c.process.max_queued_calls)),
       CORRAL_ROW("cgroup.parent", SetName(v, &c.cgroup_parent)),
       CORRAL_ROW("http.threads", SetCount(v, &c.http.threads)),
       CORRAL_ROW("http.read_timeout", SetDuration(v, &c.http.read_timeout)),

@@ -24,6 +24,7 @@ struct ProcessBackendConfig {
   std::chrono::milliseconds idle_check_interval{60 * 1000};
   std::chrono::milliseconds call_timeout{30 * 1000};  // default per-call wall time
   std::chrono::milliseconds start_timeout{10 * 1000};  // launch until the worker answers ping
+  uint64_t max_queued_calls = 8;  // calls waiting behind a running one, per session
 };
 
 struct LimitsConfig {

@@ -139,7 +139,12 @@ int Run(const Options& options) {
   context.config = &config.value();
   context.registry = &registry;
   Backend* process = backend->get();
-  context.ready = [process] { return process->Ready(); };
+  context.ready = [process, &registry] {
+    if (!registry.accepting()) {
+      return Status::Unavailable("the daemon is shutting down").WithReason("shutting_down");
+    }
+    return process->Ready();
+  };
   context.openapi_yaml = ReadOpenApi();
   HttpServer server(config->http, config->limits.max_request_bytes, AllRoutes(&context));
   Result<int> port = server.Bind(*listen);

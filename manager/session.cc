@@ -100,6 +100,12 @@ Result<nlohmann::json> Session::Call(const std::string& command, const nlohmann:
   };
   if (!usable()) return UnusableStatus();
 
+  if (running_ > 0 && static_cast<uint64_t>(waiting_) >= params_.max_queued_calls) {
+    return Status::ResourceExhausted(
+               fmt::format("session `{}` already has {} calls waiting (process.max_queued_calls)",
+                           id(), waiting_))
+        .WithReason("session_busy");
+  }
   // A waiting call is activity too: the reaper never ends a session somebody waits on.
   uint64_t ticket = next_ticket_++;
   ++waiting_;
@@ -185,7 +191,8 @@ nlohmann::json Session::Info() {
       {"created_at", Rfc3339(created_at_)},
       {"last_activity_at", Rfc3339(last_activity_at_)},
       {"programs", programs_},
-      {"stats", {{"calls", calls_}, {"errors", errors_}, {"executions", executions_}}},
+      {"stats",
+       {{"calls", calls_}, {"errors", errors_}, {"executions", executions_}, {"queued", waiting_}}},
       {"metadata", params_.metadata},
   };
   if (status_ == SessionStatus::kEnded) info["end_reason"] = end_reason_;

@@ -39,6 +39,7 @@ struct SessionParams {
   std::string backend;
   nlohmann::json metadata = nlohmann::json::object();
   std::chrono::milliseconds call_timeout{30000};  // shown in limits; calls pass their own
+  uint64_t max_queued_calls = 8;  // waiting calls past this get 429 session_busy
 };
 
 // Why a session ended (not failed): a client deleted it, it sat idle, the daemon stops.
@@ -62,7 +63,9 @@ class Session {
   // The worker died on its own: the session is failed with that reason. First failure wins;
   // ignored once ended.
   void MarkFailed(const WorkerFailure& failure);
-  // Runs one worker command after every call that arrived before it.
+  // Runs one worker command after every call that arrived before it. Past
+  // `max_queued_calls` waiting calls: 429 session_busy (each waiting call holds an HTTP
+  // thread; one session must not take them all).
   Result<nlohmann::json> Call(const std::string& command, const nlohmann::json& args,
                               std::chrono::milliseconds timeout);
   // Ends the session: stops its worker, fails waiting and running calls, and returns once the

@@ -80,6 +80,7 @@ Result<std::shared_ptr<Session>> SessionRegistry::Create(const CreateSessionRequ
   params.backend = std::string(backend->name());
   params.metadata = request.metadata;
   params.call_timeout = config_.process.call_timeout;
+  params.max_queued_calls = config_.process.max_queued_calls;
 
   Status policy = backend->CheckPolicy(params.policy);
   if (!policy.ok() && policy.category() == ErrorCategory::kNotFound) {
@@ -151,6 +152,11 @@ Status SessionRegistry::Delete(const std::string& id) {
   }
   session->End(kEndDeleted);
   return Status::Ok();
+}
+
+bool SessionRegistry::accepting() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return !shutting_down_;
 }
 
 size_t SessionRegistry::size() {

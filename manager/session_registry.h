@@ -52,6 +52,8 @@ class SessionRegistry {
   void StartReaper();
   // Refuses new sessions, stops the reaper and ends every session. Idempotent.
   void Shutdown();
+  // False once Shutdown() has begun.
+  bool accepting();
   size_t size();
 
  private:

@@ -4,6 +4,8 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace corral {
 namespace {
 
@@ -43,6 +45,21 @@ class OutputLogger {
       return;
     }
     window_bytes_ += line.size() + 1;
+    LogLine(stream, line);
+  }
+
+  // The worker logs JSON lines with the daemon's keys: re-log those at their own level with
+  // this session's context; anything else (a tenant's stray print) as plain output.
+  void LogLine(int stream, const std::string& line) {
+    nlohmann::json parsed = nlohmann::json::parse(line, nullptr, false);
+    if (parsed.is_object() && parsed.value("msg", nlohmann::json()).is_string()) {
+      LogLevel level = LogLevel::kInfo;
+      if (parsed.value("level", nlohmann::json()).is_string()) {
+        ParseLogLevel(parsed["level"].get<std::string>(), &level);
+      }
+      Log(level, "worker", &context_, "{}", parsed["msg"].get<std::string>());
+      return;
+    }
     kLog.Info(context_, "{}: {}", stream == 1 ? "stdout" : "stderr", line);
   }
 

@@ -273,3 +273,36 @@ TEST_CASE("daemon: concurrent DELETEs of a busy session: one 204, the rest 404 (
 
 }  // namespace
 }  // namespace corral::testing
+
+namespace corral::testing {
+namespace {
+
+TEST_CASE("daemon: one session's queue is bounded: past max_queued_calls 429 session_busy") {
+  auto daemon = Daemon::Start({{"process.max_queued_calls=2"}});
+  std::string s = daemon->CreateSession();
+  std::string other = daemon->CreateSession();
+  daemon->CreatePythonProgram(s, "slow", "import time\ndef forward():\n    time.sleep(3)\n"
+                                         "    return 'slept'\n");
+  daemon->CreatePythonProgram(other, "fast", "def forward():\n    return 'fast'\n");
+  std::vector<HttpResult> results(3);
+  std::vector<std::thread> calls;
+  for (int i = 0; i < 3; ++i) {
+    calls.emplace_back([&, i] { results[i] = daemon->Execute(s, "slow"); });
+    // Bounded wait until this call runs or waits, so the queue fills in a known order.
+    for (int j = 0; j < 3000; ++j) {
+      HttpResult info = daemon->Get("/v1/sessions/" + s);
+      if (info.json["status"] == "busy" && info.json["stats"]["queued"] == i) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  HttpResult refused = daemon->Execute(s, "slow");
+  CHECK(refused.status == 429);
+  CHECK(refused.code() == "session_busy");
+  // Another session is not held up by this one's queue.
+  CHECK(daemon->Execute(other, "fast").json["outputs"] == "fast");
+  for (std::thread& call : calls) call.join();
+  for (const HttpResult& result : results) CHECK(result.json["outputs"] == "slept");
+}
+
+}  // namespace
+}  // namespace corral::testing
