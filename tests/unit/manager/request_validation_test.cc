@@ -1,5 +1,6 @@
 // Request bodies and ids: JSON limits and the field table checks.
 #include <array>
+#include <set>
 #include <catch2/catch.hpp>
 
 #include "manager/http_errors.h"
@@ -97,6 +98,28 @@ TEST_CASE("routes: matching, parameters, 404 and 405") {
   CHECK(HttpStatusFor(wrong.error) == 405);
   CHECK(HttpStatusFor(MatchRoute(routes, "GET", "/v1/sessions/a/b").error) == 404);
   CHECK(HttpStatusFor(MatchRoute(routes, "GET", "/v1/sessions/").error) == 404);
+}
+
+}  // namespace
+}  // namespace corral
+
+#include "manager/session_registry.h"
+
+namespace corral {
+namespace {
+
+TEST_CASE("session ids: generated from getrandom, valid and distinct") {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    Result<std::string> id = GenerateSessionId();
+    REQUIRE(id.ok());
+    CHECK(id->size() == 26);
+    CHECK(id->rfind("s-", 0) == 0);
+    CHECK(id->find_first_not_of("0123456789abcdef", 2) == std::string::npos);
+    CHECK(ValidateId("session_id", *id, kSessionIdPattern).ok());
+    seen.insert(*id);
+  }
+  CHECK(seen.size() == 1000);
 }
 
 }  // namespace
