@@ -81,7 +81,10 @@ class WorkerChannel {
 
   // Sends one request and waits for its reply until `deadline`. On expiry: DeadlineExceeded
   // with reason wall_timeout; the worker may still be running the command, so the caller kills
-  // it (a late reply would fault the channel). `session_id` is sent when not empty (pool mode).
+  // it (a late reply would fault the channel). The deadline also bounds the write, so a worker
+  // that stops reading cannot hold the caller; a request cut off half-written leaves the channel
+  // failed with wall_timeout. `session_id` is sent when not empty (pool mode). A reply with an
+  // `error` is a success here: the worker is healthy and refused or failed the command.
   Result<WorkerReply> Call(const std::string& command, nlohmann::json args,
                            std::chrono::steady_clock::time_point deadline,
                            const std::string& session_id = "");
