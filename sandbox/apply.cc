@@ -114,6 +114,22 @@ void ResetSignals() {
   }
 }
 
+// The init is a copy of the launcher that never execs, so its argv and environment strings are
+// the launcher's (the daemon's command line, its secrets). The memory is this process's own
+// copy-on-write copy; overwriting it changes nothing for the launcher.
+void WipeLauncherStrings(const SandboxSpec& spec) {
+  static const char kName[] = "corral-init";
+  if (spec.arg_end > spec.arg_start + sizeof kName) {
+    auto* args = reinterpret_cast<char*>(spec.arg_start);
+    memset(args, 0, spec.arg_end - spec.arg_start);
+    memcpy(args, kName, sizeof kName);
+  }
+  prctl(PR_SET_NAME, kName, 0, 0, 0);
+  if (spec.env_end > spec.env_start) {
+    memset(reinterpret_cast<char*>(spec.env_start), 0, spec.env_end - spec.env_start);
+  }
+}
+
 // The sandbox's init (pid 1 of its pid namespace) never runs tenant code. It reaps orphans,
 // which the command (Python) does not, reports the command's wait status and exits; the kernel
 // then kills whatever is left in the namespace.
@@ -219,6 +235,7 @@ void ExecCommand(const SandboxSpec& spec, const ChildChannels& channels) {
 void RunSandboxChild(const SandboxSpec& spec, ChildChannels channels, const int* close_first,
                      int close_count) {
   ResetSignals();
+  WipeLauncherStrings(spec);
   for (int i = 0; i < close_count; ++i) close(close_first[i]);
   char go = 0;
   if (read(channels.sync_fd, &go, 1) != 1) {

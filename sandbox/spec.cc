@@ -4,6 +4,8 @@
 #include <sched.h>
 
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <set>
 
 #include <fmt/format.h>
@@ -105,6 +107,23 @@ Status PlanDescriptors(const LaunchRequest& request, SandboxSpec* spec) {
   return Status::Ok();
 }
 
+// Fields 48-51 of /proc/self/stat: where this process's argv and environment strings live.
+void FindArgsAndEnvironment(SandboxSpec* spec) {
+  std::ifstream in("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t comm_end = stat.rfind(')');
+  if (comm_end == std::string::npos) return;
+  std::istringstream fields(stat.substr(comm_end + 2));
+  std::vector<std::string> tokens;
+  for (std::string token; fields >> token;) tokens.push_back(token);
+  constexpr size_t kArgStart = 48 - 3;  // tokens start at field 3 (state)
+  if (tokens.size() < kArgStart + 4) return;
+  spec->arg_start = std::stoull(tokens[kArgStart]);
+  spec->arg_end = std::stoull(tokens[kArgStart + 1]);
+  spec->env_start = std::stoull(tokens[kArgStart + 2]);
+  spec->env_end = std::stoull(tokens[kArgStart + 3]);
+}
+
 }  // namespace
 
 SandboxSpec::~SandboxSpec() {
@@ -147,6 +166,7 @@ Result<std::unique_ptr<SandboxSpec>> PrepareSpec(const Policy& policy,
   }
   CORRAL_ASSIGN_OR_RETURN(auto env, BuildEnvironment(policy, request));
   CORRAL_TRY(PlanExec(request, env, spec.get()));
+  FindArgsAndEnvironment(spec.get());
   return spec;
 }
 

@@ -142,6 +142,10 @@ struct SandboxSpec {
   std::vector<char*> argv;  // null-terminated
   std::vector<char*> envp;  // null-terminated
 
+  // The launcher's own argv and environment strings, inherited by the init (which never
+  // execs): /proc/1/cmdline is readable by the tenant, so the init overwrites them.
+  uintptr_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
+
   // Storage: a deque never moves its elements, so c_str() pointers stay valid.
   const char* Keep(std::string text);
   std::deque<std::string> strings;

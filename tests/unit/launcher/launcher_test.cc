@@ -96,11 +96,14 @@ TEST_CASE("launcher: identity, hostname and process view inside") {
                             "print(os.getuid(), os.getgid(), os.getgroups())\n"
                             "print(socket.gethostname())\n"
                             "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
-                            "print('CORRAL_TEST_CANARY' in os.environ, os.environ['HOME'])\n");
+                            "print('CORRAL_TEST_CANARY' in os.environ, os.environ['HOME'])\n"
+                            "print(open('/proc/1/cmdline').read().rstrip('\\0'))\n"
+                            "print(open('/proc/1/comm').read().strip())\n");
   unsetenv("CORRAL_TEST_CANARY");
   CHECK(run.outcome.reason == OutcomeReason::kExited);
   // Only the sandbox's init (1) and the command (2) exist in its pid namespace.
-  CHECK(run.out == "1000 1000 []\ncorral\n[1, 2]\nFalse /tmp\n");
+  // The init is a copy of the launcher: the launcher's command line must not show through.
+  CHECK(run.out == "1000 1000 []\ncorral\n[1, 2]\nFalse /tmp\ncorral-init\ncorral-init\n");
 }
 
 TEST_CASE("launcher: pid is the command's host pid, host uids are leased and distinct") {
