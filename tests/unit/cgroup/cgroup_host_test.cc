@@ -162,8 +162,14 @@ class HostCgroups {
     return std::move(cgroup).value();
   }
 
-  // Leaves no cgroup of this test behind; checked, so a leak fails the test.
+  // Leaves no cgroup of this test behind; checked, so a leak fails the test. A test that
+  // stopped half-way may have left children: they are removed too, after the check.
   void RemoveParent() {
+    if (manager_) {
+      auto children = manager_->ListChildren();
+      CHECK((children.ok() && children->empty()));
+      (void)manager_->RemoveStale();
+    }
     manager_.reset();
     for (const fs::path& dir : parent_dirs_) {
       ::rmdir(dir.c_str());
