@@ -23,8 +23,8 @@ Status CheckCommand(const std::string& command) {
   for (std::string_view known : kCommands) {
     if (known == command) return Status::Ok();
   }
-  return Status::InvalidArgument(fmt::format("command: `{}` is not one of {}", command,
-                                             fmt::join(kCommands, ", ")))
+  return Status::InvalidArgument(
+             fmt::format("command: `{}` is not one of {}", command, fmt::join(kCommands, ", ")))
       .WithReason("unknown_command")
       .WithDetails(nlohmann::json{{"field", "command"}}.dump());
 }

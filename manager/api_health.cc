@@ -5,7 +5,9 @@
 namespace corral {
 namespace {
 
-ApiResponse Healthz() { return JsonResponse(200, {{"status", "ok"}, {"version", kVersion}}); }
+ApiResponse Healthz() {
+  return JsonResponse(200, {{"status", "ok"}, {"version", kVersion}});
+}
 
 ApiResponse Readyz(ApiContext* context) {
   Status ready = context->ready ? context->ready() : Status::Ok();

@@ -49,8 +49,8 @@ ApiResponse CreateProgram(ApiContext* context, const ApiRequest& request) {
   for (const auto& [name, value] : body->items()) {
     if (!value.is_null()) args[name] = value;
   }
-  Result<nlohmann::json> result = RunInSession(context, request, "create_program", args,
-                                               context->config->process.call_timeout);
+  Result<nlohmann::json> result =
+      RunInSession(context, request, "create_program", args, context->config->process.call_timeout);
   if (!result.ok()) return ErrorResponse(result.status());
   nlohmann::json created = result->is_object() ? *result : nlohmann::json::object();
   created["program_id"] = args["program_id"];
@@ -59,9 +59,9 @@ ApiResponse CreateProgram(ApiContext* context, const ApiRequest& request) {
 }
 
 ApiResponse ListPrograms(ApiContext* context, const ApiRequest& request) {
-  Result<nlohmann::json> result = RunInSession(context, request, "list_programs",
-                                               nlohmann::json::object(),
-                                               context->config->process.call_timeout);
+  Result<nlohmann::json> result =
+      RunInSession(context, request, "list_programs", nlohmann::json::object(),
+                   context->config->process.call_timeout);
   if (!result.ok()) return ErrorResponse(result.status());
   nlohmann::json listed = result->is_object() ? *result : nlohmann::json::object();
   if (!listed.contains("programs")) listed["programs"] = nlohmann::json::array();

@@ -93,7 +93,8 @@ std::chrono::milliseconds CallTimeout(ApiContext* context, const nlohmann::json&
 
 std::vector<Route> SessionRoutes(ApiContext* context) {
   return {
-      {"POST", "/v1/sessions", [context](const ApiRequest& r) { return CreateSession(context, r); }},
+      {"POST", "/v1/sessions",
+       [context](const ApiRequest& r) { return CreateSession(context, r); }},
       {"GET", "/v1/sessions", [context](const ApiRequest& r) { return ListSessions(context, r); }},
       {"GET", "/v1/sessions/{id}",
        [context](const ApiRequest& r) { return GetSession(context, r); }},

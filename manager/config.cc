@@ -120,11 +120,13 @@ Status SetMillis(const std::string& value, std::chrono::milliseconds* out, bool 
   return Status::Ok();
 }
 
-#define CORRAL_ROW(key, body) \
-  {key, [](DaemonConfig& c, const std::string& v, const std::string& base) -> Status { \
-     (void)base;                                                                        \
-     return body;                                                                       \
-   }}
+#define CORRAL_ROW(key, body)                                                           \
+  {                                                                                     \
+    key, [](DaemonConfig& c, const std::string& v, const std::string& base) -> Status { \
+      (void)base;                                                                       \
+      return body;                                                                      \
+    }                                                                                   \
+  }
 
 // One row per key; docs/config.md has the same rows with meanings and defaults.
 const std::vector<ConfigRow>& Table() {
@@ -145,8 +147,7 @@ const std::vector<ConfigRow>& Table() {
       CORRAL_ROW("process.max_concurrent_sessions",
                  SetCount(v, &c.process.max_concurrent_sessions)),
       CORRAL_ROW("process.max_idle_seconds", SetMillis(v, &c.process.max_idle, true)),
-      CORRAL_ROW("process.idle_check_interval",
-                 SetDuration(v, &c.process.idle_check_interval)),
+      CORRAL_ROW("process.idle_check_interval", SetDuration(v, &c.process.idle_check_interval)),
       CORRAL_ROW("process.call_timeout", SetDuration(v, &c.process.call_timeout)),
       CORRAL_ROW("process.start_timeout", SetDuration(v, &c.process.start_timeout)),
       CORRAL_ROW("process.max_queued_calls", SetCount(v, &c.process.max_queued_calls)),
@@ -247,8 +248,8 @@ Result<ListenAddress> ParseListenAddress(std::string_view text) {
   address.host = std::string(text.substr(0, colon));
   std::string_view port = text.substr(colon + 1);
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), address.port);
-  if (ec != std::errc() || end != port.data() + port.size() || port.empty() ||
-      address.port < 0 || address.port > 65535) {
+  if (ec != std::errc() || end != port.data() + port.size() || port.empty() || address.port < 0 ||
+      address.port > 65535) {
     return Status::InvalidArgument(fmt::format("`{}`: port must be 0..65535", text));
   }
   return address;

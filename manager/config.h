@@ -22,7 +22,7 @@ struct ProcessBackendConfig {
   uint64_t max_concurrent_sessions = 100;
   std::chrono::milliseconds max_idle{3600 * 1000};  // `max_idle_seconds`
   std::chrono::milliseconds idle_check_interval{60 * 1000};
-  std::chrono::milliseconds call_timeout{30 * 1000};  // default per-call wall time
+  std::chrono::milliseconds call_timeout{30 * 1000};   // default per-call wall time
   std::chrono::milliseconds start_timeout{10 * 1000};  // launch until the worker answers ping
   uint64_t max_queued_calls = 8;  // calls waiting behind a running one, per session
 };

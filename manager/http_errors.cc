@@ -88,8 +88,8 @@ nlohmann::json ErrorBody(const Status& status) {
     details = nlohmann::json::parse(status.details_json(), nullptr, false);
     if (!details.is_object()) details = nlohmann::json::object();
   }
-  return {{"error", {{"code", ErrorCode(status)}, {"message", status.ToString()},
-                     {"details", details}}}};
+  return {{"error",
+           {{"code", ErrorCode(status)}, {"message", status.ToString()}, {"details", details}}}};
 }
 
 Status StatusFromWorkerError(std::string_view type, std::string_view message,

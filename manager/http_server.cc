@@ -51,10 +51,14 @@ Status StatusForBareCode(int code) {
     case 413:
       return Status::TooLarge("request body is larger than limits.max_request_bytes")
           .WithReason("payload_too_large");
-    case 404: return Status::NotFound("no such route").WithReason("route_not_found");
-    case 408: return Status::InvalidArgument("request timed out").WithReason("request_timeout");
-    case 414: return Status::TooLarge("request URI is too long").WithReason("uri_too_long");
-    default: break;
+    case 404:
+      return Status::NotFound("no such route").WithReason("route_not_found");
+    case 408:
+      return Status::InvalidArgument("request timed out").WithReason("request_timeout");
+    case 414:
+      return Status::TooLarge("request URI is too long").WithReason("uri_too_long");
+    default:
+      break;
   }
   if (code >= 500) return Status::Internal(fmt::format("HTTP {}", code));
   return Status::InvalidArgument(fmt::format("malformed HTTP request ({})", code))
@@ -77,7 +81,9 @@ ApiResponse ErrorResponse(const Status& status) {
   return JsonResponse(HttpStatusFor(status), ErrorBody(status));
 }
 
-ApiResponse EmptyResponse(int status) { return ApiResponse{status, "", ""}; }
+ApiResponse EmptyResponse(int status) {
+  return ApiResponse{status, "", ""};
+}
 
 RouteMatch MatchRoute(const std::vector<Route>& routes, const std::string& method,
                       const std::string& path) {
@@ -96,9 +102,10 @@ RouteMatch MatchRoute(const std::vector<Route>& routes, const std::string& metho
     return match;
   }
   if (!allowed.empty()) {
-    match.error = Status::InvalidArgument(fmt::format("{} is not allowed on this path (allowed: {})",
-                                                      method, fmt::join(allowed, ", ")))
-                      .WithReason("method_not_allowed");
+    match.error =
+        Status::InvalidArgument(fmt::format("{} is not allowed on this path (allowed: {})", method,
+                                            fmt::join(allowed, ", ")))
+            .WithReason("method_not_allowed");
   } else {
     match.error = Status::NotFound("no such route").WithReason("route_not_found");
   }
@@ -126,7 +133,7 @@ HttpServer::HttpServer(const HttpConfig& config, uint64_t max_request_bytes,
   server_->Options(kAnyPath, dispatch);
 
   httplib::Server::HandlerWithResponse on_error = [](const httplib::Request&,
-                                                      httplib::Response& res) {
+                                                     httplib::Response& res) {
     if (!res.body.empty() || res.status < 400) return httplib::Server::HandlerResponse::Unhandled;
     WriteResponse(ErrorResponse(StatusForBareCode(res.status)), res);
     return httplib::Server::HandlerResponse::Handled;
@@ -187,6 +194,8 @@ Status HttpServer::Serve() {
   return Status::Ok();
 }
 
-void HttpServer::Stop() { server_->stop(); }
+void HttpServer::Stop() {
+  server_->stop();
+}
 
 }  // namespace corral

@@ -139,8 +139,10 @@ LaunchRequest MakeLaunchRequest(const DaemonConfig& config, const WorkerSpec& sp
 }  // namespace
 
 nlohmann::json WorkerFailure::ToJson() const {
-  nlohmann::json json = {{"reason", reason},   {"message", message},
-                         {"exit_code", nullptr}, {"signal", nullptr},
+  nlohmann::json json = {{"reason", reason},
+                         {"message", message},
+                         {"exit_code", nullptr},
+                         {"signal", nullptr},
                          {"memory_peak_bytes", memory_peak_bytes}};
   if (exit_code >= 0) json["exit_code"] = exit_code;
   if (signal > 0) json["signal"] = signal;
@@ -213,7 +215,9 @@ Result<std::unique_ptr<ProcessBackend>> ProcessBackend::Create(const DaemonConfi
   return backend;
 }
 
-Status ProcessBackend::Ready() const { return Status::Ok(); }
+Status ProcessBackend::Ready() const {
+  return Status::Ok();
+}
 
 Result<Policy> ProcessBackend::LoadPolicy(const std::string& name) {
   std::lock_guard<std::mutex> lock(policies_mutex_);
@@ -268,10 +272,11 @@ Result<std::unique_ptr<Worker>> ProcessBackend::Start(const WorkerSpec& spec,
                                                 exit_state, limits);
 
   // The session is ready only once the worker answers: a start that hangs is a failure.
-  Result<nlohmann::json> ping = worker->Call("ping", nlohmann::json::object(),
-                                             config_.process.start_timeout);
+  Result<nlohmann::json> ping =
+      worker->Call("ping", nlohmann::json::object(), config_.process.start_timeout);
   if (!ping.ok()) {
-    return Status::Unavailable(fmt::format("the worker did not start: {}", ping.status().ToString()))
+    return Status::Unavailable(
+               fmt::format("the worker did not start: {}", ping.status().ToString()))
         .WithReason("worker_start_failed")
         .WithDetails(ping.status().details_json());
   }

@@ -47,26 +47,35 @@ const std::regex& CompiledPattern(std::string_view pattern) {
   static std::map<std::string, std::regex, std::less<>> cache;
   std::lock_guard<std::mutex> lock(mutex);
   auto it = cache.find(pattern);
-  if (it == cache.end()) it = cache.emplace(std::string(pattern), std::regex(pattern.begin(), pattern.end())).first;
+  if (it == cache.end())
+    it = cache.emplace(std::string(pattern), std::regex(pattern.begin(), pattern.end())).first;
   return it->second;
 }
 
 std::string_view TypeName(FieldType type) {
   switch (type) {
-    case FieldType::kString: return "a string";
-    case FieldType::kInteger: return "an integer";
-    case FieldType::kObject: return "an object";
-    case FieldType::kAny: return "a value";
+    case FieldType::kString:
+      return "a string";
+    case FieldType::kInteger:
+      return "an integer";
+    case FieldType::kObject:
+      return "an object";
+    case FieldType::kAny:
+      return "a value";
   }
   return "a value";
 }
 
 bool HasType(const nlohmann::json& value, FieldType type) {
   switch (type) {
-    case FieldType::kString: return value.is_string();
-    case FieldType::kInteger: return value.is_number_integer();
-    case FieldType::kObject: return value.is_object();
-    case FieldType::kAny: return true;
+    case FieldType::kString:
+      return value.is_string();
+    case FieldType::kInteger:
+      return value.is_number_integer();
+    case FieldType::kObject:
+      return value.is_object();
+    case FieldType::kAny:
+      return true;
   }
   return false;
 }

@@ -22,8 +22,8 @@ std::string Rfc3339(std::chrono::system_clock::time_point when) {
 // Failures that mean the worker is gone: the call's error names them, the session keeps them.
 bool IsWorkerDeath(const Status& status) {
   static const std::set<std::string, std::less<>> kDeaths = {
-      "wall_timeout",     "oom_killed",       "pids_limit",      "cpu_timeout",
-      "output_limit",     "seccomp_violation", "worker_crashed", "worker_exited",
+      "wall_timeout",          "oom_killed",        "pids_limit",     "cpu_timeout",
+      "output_limit",          "seccomp_violation", "worker_crashed", "worker_exited",
       "worker_protocol_error", "killed_by_request"};
   return kDeaths.count(status.reason()) > 0;
 }
@@ -32,11 +32,16 @@ bool IsWorkerDeath(const Status& status) {
 
 std::string_view SessionStatusName(SessionStatus status) {
   switch (status) {
-    case SessionStatus::kStarting: return "starting";
-    case SessionStatus::kReady: return "ready";
-    case SessionStatus::kBusy: return "busy";
-    case SessionStatus::kFailed: return "failed";
-    case SessionStatus::kEnded: return "ended";
+    case SessionStatus::kStarting:
+      return "starting";
+    case SessionStatus::kReady:
+      return "ready";
+    case SessionStatus::kBusy:
+      return "busy";
+    case SessionStatus::kFailed:
+      return "failed";
+    case SessionStatus::kEnded:
+      return "ended";
   }
   return "failed";
 }
@@ -182,7 +187,8 @@ nlohmann::json Session::Info() {
   std::unique_lock<std::mutex> lock(mutex_);
   nlohmann::json info = {
       {"session_id", params_.id},
-      {"user_id", params_.user_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(params_.user_id)},
+      {"user_id",
+       params_.user_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(params_.user_id)},
       {"tenant", params_.tenant},
       {"backend", params_.backend},
       {"policy", params_.policy},
@@ -201,8 +207,9 @@ nlohmann::json Session::Info() {
 
   // Usage reads cgroup files: done outside the lock so a slow read never stalls calls.
   WorkerInfo worker_info = worker ? worker->Info() : WorkerInfo{};
-  info["worker"] = {{"pid", worker ? nlohmann::json(worker_info.pid) : nlohmann::json(nullptr)},
-                    {"host_uid", worker ? nlohmann::json(worker_info.host_uid) : nlohmann::json(nullptr)}};
+  info["worker"] = {
+      {"pid", worker ? nlohmann::json(worker_info.pid) : nlohmann::json(nullptr)},
+      {"host_uid", worker ? nlohmann::json(worker_info.host_uid) : nlohmann::json(nullptr)}};
   info["resources"] = {{"memory_bytes", worker_info.usage.memory_bytes},
                        {"memory_peak_bytes", worker_info.usage.memory_peak_bytes},
                        {"pids", worker_info.usage.pids},

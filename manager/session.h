@@ -39,7 +39,7 @@ struct SessionParams {
   std::string backend;
   nlohmann::json metadata = nlohmann::json::object();
   std::chrono::milliseconds call_timeout{30000};  // shown in limits; calls pass their own
-  uint64_t max_queued_calls = 8;  // waiting calls past this get 429 session_busy
+  uint64_t max_queued_calls = 8;                  // waiting calls past this get 429 session_busy
 };
 
 // Why a session ended (not failed): a client deleted it, it sat idle, the daemon stops.

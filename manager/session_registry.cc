@@ -29,7 +29,9 @@ SessionRegistry::SessionRegistry(const DaemonConfig& config,
                                  std::map<std::string, Backend*> backends)
     : config_(config), backends_(std::move(backends)) {}
 
-SessionRegistry::~SessionRegistry() { Shutdown(); }
+SessionRegistry::~SessionRegistry() {
+  Shutdown();
+}
 
 Result<Backend*> SessionRegistry::ChooseBackend(const CreateSessionRequest& request) {
   std::string name = request.backend.value_or(config_.default_backend);

@@ -16,7 +16,9 @@ struct BadCase {
   std::string named;  // text the message must contain
 };
 
-std::string Nested(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+std::string Nested(int depth) {
+  return std::string(depth, '[') + std::string(depth, ']');
+}
 
 std::vector<BadCase> Cases() {
   std::string huge(2 << 20, 'a');
@@ -44,8 +46,8 @@ std::vector<BadCase> Cases() {
       {"body over the limit", "", R"({"session_id": ")" + huge + "\"}", 413, "payload_too_large",
        "max_request_bytes"},
       {"100000 nested arrays", "", Nested(100000), 400, "invalid_json", "nested"},
-      {"nested metadata", "", R"({"metadata": {"x": )" + Nested(100000) + "}}", 400,
-       "invalid_json", "nested"},
+      {"nested metadata", "", R"({"metadata": {"x": )" + Nested(100000) + "}}", 400, "invalid_json",
+       "nested"},
   };
 }
 
@@ -53,23 +55,22 @@ std::vector<BadCase> CallCases(const std::string& s) {
   std::string base = "/" + s;
   return {
       {"no command", base + "/call", "{}", 400, "invalid_field", "command"},
-      {"unknown command", base + "/call", R"({"command": "drop_session"})", 400,
-       "unknown_command", "drop_session"},
-      {"args not object", base + "/call", R"({"command": "ping", "args": 3})", 400,
-       "invalid_field", "args"},
+      {"unknown command", base + "/call", R"({"command": "drop_session"})", 400, "unknown_command",
+       "drop_session"},
+      {"args not object", base + "/call", R"({"command": "ping", "args": 3})", 400, "invalid_field",
+       "args"},
       {"bad timeout", base + "/call", R"({"command": "ping", "timeout_ms": "soon"})", 400,
        "invalid_field", "timeout_ms"},
       {"negative timeout", base + "/call", R"({"command": "ping", "timeout_ms": -5})", 400,
        "invalid_field", "timeout_ms"},
-      {"bad kind", base + "/programs", R"({"program_id": "p", "kind": "ruby", "source": ""})",
-       400, "invalid_field", "kind"},
+      {"bad kind", base + "/programs", R"({"program_id": "p", "kind": "ruby", "source": ""})", 400,
+       "invalid_field", "kind"},
       {"program id with slash", base + "/programs",
        R"({"program_id": "a/b", "kind": "python", "source": ""})", 400, "invalid_field",
        "program_id"},
       {"inputs not object", base + "/programs/p/execute", R"({"inputs": "x"})", 400,
        "invalid_field", "inputs"},
-      {"unknown session", "/nope/call", R"({"command": "ping"})", 404, "session_not_found",
-       "nope"},
+      {"unknown session", "/nope/call", R"({"command": "ping"})", 404, "session_not_found", "nope"},
   };
 }
 

@@ -68,8 +68,9 @@ TEST_CASE("daemon: memory past the policy limit fails the session as oom_killed"
   daemon->CreatePythonProgram(neighbour, "echo", kEcho);
   CHECK(daemon->Get("/v1/sessions/" + hog).json["limits"]["memory_bytes"] == 96ull << 20);
   // bytes * n writes every page, so the memory is really used (a calloc'd bytearray is not).
-  daemon->CreatePythonProgram(hog, "hog", "def forward():\n    kept = []\n    while True:\n"
-                                          "        kept.append(b'x' * (16 << 20))\n");
+  daemon->CreatePythonProgram(hog, "hog",
+                              "def forward():\n    kept = []\n    while True:\n"
+                              "        kept.append(b'x' * (16 << 20))\n");
   HttpResult died = daemon->Execute(hog, "hog");
   CHECK(died.status == 409);
   CHECK(died.code() == "oom_killed");
@@ -133,12 +134,12 @@ def forward():
 }
 
 TEST_CASE("daemon: idle sessions are reaped, busy ones are not") {
-  auto daemon = Daemon::Start(
-      {{"process.max_idle_seconds=2", "process.idle_check_interval=200ms"}});
+  auto daemon =
+      Daemon::Start({{"process.max_idle_seconds=2", "process.idle_check_interval=200ms"}});
   std::string idle = daemon->CreateSession();
   std::string busy = daemon->CreateSession();
-  daemon->CreatePythonProgram(busy, "sleep",
-                              "import time\ndef forward():\n    time.sleep(5)\n    return 'done'\n");
+  daemon->CreatePythonProgram(
+      busy, "sleep", "import time\ndef forward():\n    time.sleep(5)\n    return 'done'\n");
   int idle_pid = daemon->Get("/v1/sessions/" + idle).json["worker"]["pid"].get<int>();
 
   // A call running longer than max_idle_seconds is activity: its session survives it.

@@ -68,8 +68,7 @@ TEST_CASE("daemon: after kill -9 a restarted daemon removes what the old one lef
   auto restarted = Daemon::Start(options);
   CHECK(restarted->CgroupChildren().empty());
   for (int pid : pids) CHECK(ProcessGone(pid));
-  CHECK(restarted->log().find("removed 2 sandbox(es) left by a previous run") !=
-        std::string::npos);
+  CHECK(restarted->log().find("removed 2 sandbox(es) left by a previous run") != std::string::npos);
   // The new daemon works, and the old session ids are free again.
   std::string again = restarted->CreateSession({{"session_id", sessions[0]}});
   CHECK(again == sessions[0]);

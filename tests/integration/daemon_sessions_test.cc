@@ -25,8 +25,7 @@ def forward(question):
 )";
 
 const char kSummarizer[] = "def forward(text):\n    return text[:5]\n";
-const char kClassifier[] =
-    "def forward(text):\n    return 'long' if len(text) > 5 else 'short'\n";
+const char kClassifier[] = "def forward(text):\n    return 'long' if len(text) > 5 else 'short'\n";
 
 std::set<std::string> ProgramIds(const HttpResult& listed) {
   std::set<std::string> ids;
@@ -106,9 +105,9 @@ TEST_CASE("daemon: two users with the same program ids stay apart") {
         std::set<std::string>{"qa_bot", "summarizer"});
   CHECK(ProgramIds(daemon->Get("/v1/sessions/" + b + "/programs")) ==
         std::set<std::string>{"qa_bot", "classifier"});
-  HttpResult again = daemon->Post("/v1/sessions/" + a + "/programs",
-                                  {{"program_id", "qa_bot"}, {"kind", "python"},
-                                   {"source", kAliceQaBot}});
+  HttpResult again =
+      daemon->Post("/v1/sessions/" + a + "/programs",
+                   {{"program_id", "qa_bot"}, {"kind", "python"}, {"source", kAliceQaBot}});
   CHECK(again.status == 409);
   CHECK(again.code() == "program_exists");
   HttpResult foreign = daemon->Execute(a, "classifier", {{"text", "hello world"}});
@@ -181,12 +180,18 @@ TEST_CASE("daemon: 50 sessions created and exercised in parallel") {
           failures.push_back(id + ": " + what + ": " + std::to_string(r.status) + " " + r.body);
         };
         HttpResult created = daemon->Post("/v1/sessions", {{"session_id", id}});
-        if (created.status != 201) { fail("create", created); continue; }
+        if (created.status != 201) {
+          fail("create", created);
+          continue;
+        }
         std::string source = "def forward(n):\n    return '" + id + "' + ':' + str(n * 2)\n";
-        HttpResult program = daemon->Post("/v1/sessions/" + id + "/programs",
-                                          {{"program_id", "p"}, {"kind", "python"},
-                                           {"source", source}});
-        if (program.status != 201) { fail("program", program); continue; }
+        HttpResult program =
+            daemon->Post("/v1/sessions/" + id + "/programs",
+                         {{"program_id", "p"}, {"kind", "python"}, {"source", source}});
+        if (program.status != 201) {
+          fail("program", program);
+          continue;
+        }
         for (int n = 0; n < 3; ++n) {
           HttpResult run = daemon->Execute(id, "p", {{"n", n}});
           if (run.status != 200 || run.json["outputs"] != id + ":" + std::to_string(n * 2)) {
@@ -231,8 +236,9 @@ TEST_CASE("daemon: past max_concurrent_sessions creation gets 429 and nothing el
 TEST_CASE("daemon: concurrent DELETEs of a busy session: one 204, the rest 404 (S55)") {
   auto daemon = Daemon::Start();
   std::string s = daemon->CreateSession();
-  daemon->CreatePythonProgram(s, "slow", "import time\ndef forward():\n    time.sleep(2)\n"
-                                         "    return 1\n");
+  daemon->CreatePythonProgram(s, "slow",
+                              "import time\ndef forward():\n    time.sleep(2)\n"
+                              "    return 1\n");
   int pid = daemon->Get("/v1/sessions/" + s).json["worker"]["pid"].get<int>();
 
   std::vector<int> call_statuses(5, -1);
@@ -252,7 +258,8 @@ TEST_CASE("daemon: concurrent DELETEs of a busy session: one 204, the rest 404 (
   std::vector<int> delete_statuses(20, -1);
   std::vector<std::thread> deletes;
   for (int i = 0; i < 20; ++i) {
-    deletes.emplace_back([&, i] { delete_statuses[i] = daemon->Delete("/v1/sessions/" + s).status; });
+    deletes.emplace_back(
+        [&, i] { delete_statuses[i] = daemon->Delete("/v1/sessions/" + s).status; });
   }
   for (std::thread& thread : deletes) thread.join();
   for (std::thread& thread : calls) thread.join();
@@ -281,8 +288,9 @@ TEST_CASE("daemon: one session's queue is bounded: past max_queued_calls 429 ses
   auto daemon = Daemon::Start({{"process.max_queued_calls=2"}});
   std::string s = daemon->CreateSession();
   std::string other = daemon->CreateSession();
-  daemon->CreatePythonProgram(s, "slow", "import time\ndef forward():\n    time.sleep(3)\n"
-                                         "    return 'slept'\n");
+  daemon->CreatePythonProgram(s, "slow",
+                              "import time\ndef forward():\n    time.sleep(3)\n"
+                              "    return 'slept'\n");
   daemon->CreatePythonProgram(other, "fast", "def forward():\n    return 'fast'\n");
   std::vector<HttpResult> results(3);
   std::vector<std::thread> calls;

@@ -97,10 +97,9 @@ std::string MakeTempDir(const std::string& prefix) {
 
 std::unique_ptr<Daemon> Daemon::Start(DaemonOptions options) {
   std::unique_ptr<Daemon> daemon(new Daemon());
-  daemon->state_dir_ =
-      options.state_dir.empty() ? MakeTempDir("corrald-test") : options.state_dir;
-  daemon->cgroup_parent_ = options.cgroup_parent.empty() ? "corrald-test-" + UniqueSuffix()
-                                                         : options.cgroup_parent;
+  daemon->state_dir_ = options.state_dir.empty() ? MakeTempDir("corrald-test") : options.state_dir;
+  daemon->cgroup_parent_ =
+      options.cgroup_parent.empty() ? "corrald-test-" + UniqueSuffix() : options.cgroup_parent;
   daemon->log_path_ = daemon->state_dir_ + "/corrald.log";
   daemon->owns_state_dir_ = options.state_dir.empty();
   // A daemon killed with -9 leaves its port file; never mistake it for the new one's.
@@ -115,11 +114,16 @@ std::unique_ptr<Daemon> Daemon::Start(DaemonOptions options) {
 void Daemon::Launch(const DaemonOptions& options) {
   std::vector<std::string> args = {
       std::string(CORRAL_BUILD_DIR) + "/corrald",
-      "--config", std::string(CORRAL_SOURCE_DIR) + "/manager/corral.yaml",
-      "--listen", "127.0.0.1:0",
-      "--set", "state_dir=" + state_dir_,
-      "--set", "cgroup.parent=" + cgroup_parent_,
-      "--set", "log.format=text",
+      "--config",
+      std::string(CORRAL_SOURCE_DIR) + "/manager/corral.yaml",
+      "--listen",
+      "127.0.0.1:0",
+      "--set",
+      "state_dir=" + state_dir_,
+      "--set",
+      "cgroup.parent=" + cgroup_parent_,
+      "--set",
+      "log.format=text",
   };
   if (!options.policies_dir.empty()) {
     args.insert(args.end(), {"--set", "policies_dir=" + options.policies_dir});
@@ -132,8 +136,8 @@ void Daemon::Launch(const DaemonOptions& options) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0600);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
   int error = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
@@ -175,7 +179,9 @@ Daemon::~Daemon() {
   if (owns_state_dir_ && !keep_cgroup_parent_) fs::remove_all(state_dir_);
 }
 
-std::string Daemon::log() const { return ReadFile(log_path_); }
+std::string Daemon::log() const {
+  return ReadFile(log_path_);
+}
 
 std::vector<std::string> Daemon::OpenApiMismatches() {
   std::lock_guard<std::mutex> lock(mismatches_mutex_);
@@ -305,8 +311,7 @@ bool ProcessGone(pid_t pid) {
   return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
 }
 
-std::string MakePolicyDir(const std::string& dir,
-                          const std::string& name,
+std::string MakePolicyDir(const std::string& dir, const std::string& name,
                           const std::vector<std::pair<std::string, std::string>>& overrides) {
   std::string policies = dir + "/policies";
   fs::create_directories(policies);

@@ -61,8 +61,7 @@ class Daemon {
   void CreatePythonProgram(const std::string& session, const std::string& program_id,
                            const std::string& source);
   HttpResult Execute(const std::string& session, const std::string& program_id,
-                     const nlohmann::json& inputs = nlohmann::json::object(),
-                     int timeout_ms = 0);
+                     const nlohmann::json& inputs = nlohmann::json::object(), int timeout_ms = 0);
 
   // SIGTERM; waits for the exit and returns its status as from waitpid.
   int Terminate();

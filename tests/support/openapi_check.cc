@@ -144,7 +144,8 @@ std::string CheckResponse(const std::string& method, const std::string& path, in
     return "";
   }
   nlohmann::json parsed = nlohmann::json::parse(body, nullptr, false);
-  if (parsed.is_discarded()) return fmt::format("{} {}: {}: body is not JSON", method, bare, status);
+  if (parsed.is_discarded())
+    return fmt::format("{} {}: {}: body is not JSON", method, bare, status);
   std::string problem = CheckValue(content["application/json"]["schema"], parsed, "body");
   if (!problem.empty()) return fmt::format("{} {} -> {}: {}", method, bare, status, problem);
   return "";

@@ -53,12 +53,10 @@ TEST_CASE("http errors: worker error types map to statuses") {
     int http;
   };
   const std::vector<Case> cases = {
-      {"program_not_found", 404},       {"program_exists", 409},
-      {"program_error", 422},           {"invalid_program", 400},
-      {"invalid_signature", 400},       {"invalid_inputs", 400},
-      {"invalid_program_id", 400},      {"invalid_args", 400},
-      {"unknown_command", 400},         {"result_not_serializable", 422},
-      {"result_too_large", 422},        {"lm_not_configured", 501},
+      {"program_not_found", 404},       {"program_exists", 409},    {"program_error", 422},
+      {"invalid_program", 400},         {"invalid_signature", 400}, {"invalid_inputs", 400},
+      {"invalid_program_id", 400},      {"invalid_args", 400},      {"unknown_command", 400},
+      {"result_not_serializable", 422}, {"result_too_large", 422},  {"lm_not_configured", 501},
       {"something_new", 409},
   };
   for (const Case& c : cases) {

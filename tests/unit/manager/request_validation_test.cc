@@ -1,7 +1,7 @@
 // Request bodies and ids: JSON limits and the field table checks.
 #include <array>
-#include <set>
 #include <catch2/catch.hpp>
+#include <set>
 
 #include "manager/http_errors.h"
 #include "manager/http_server.h"
@@ -28,8 +28,9 @@ TEST_CASE("validation: JSON bodies") {
   std::string at_limit = std::string(kMaxJsonDepth - 1, '[') + std::string(kMaxJsonDepth - 1, ']');
   CHECK(ParseJsonBody("{\"a\":" + at_limit + "}", false).ok());
   // Brackets inside strings, escaped quotes included, do not count.
-  CHECK(ParseJsonBody(R"({"a": "\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["})",
-                      false)
+  CHECK(ParseJsonBody(
+            R"({"a": "\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["})",
+            false)
             .ok());
 }
 
