@@ -297,6 +297,27 @@ emit()
   }
 }
 
+TEST_CASE("S07 variant: kernel knobs under /proc are not writable", "[security][files]") {
+  CORRAL_REQUIRE_SANDBOX();
+  // The same kind as S07: a writable kernel interface (core_pattern runs a helper as host root,
+  // like release_agent) must be refused.
+  SandboxResult result = RunPython(R"PY(
+for path in ("/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger",
+             "/proc/sys/kernel/modprobe", "/proc/sys/vm/drop_caches",
+             "/proc/sys/kernel/hostname", "/proc/sys/fs/binfmt_misc/register"):
+    obs[path] = attempt(lambda: open(path, "wb", buffering=0).write(b"x"))
+obs["oom_score_adj_lower"] = attempt(
+    lambda: open("/proc/self/oom_score_adj", "wb", buffering=0).write(b"-1000"))
+emit()
+)PY");
+  INFO(result.Describe());
+  REQUIRE_FALSE(result.observations.empty());
+  for (const auto& [key, value] : result.observations.items()) {
+    INFO(key << " -> " << value);
+    CHECK(OneOf(value.get<std::string>(), {"EROFS", "EACCES", "EPERM", "ENOENT"}));
+  }
+}
+
 TEST_CASE("S08 only null, zero, full, random and urandom exist in /dev", "[security][files]") {
   CORRAL_REQUIRE_SANDBOX();
   SandboxResult result = RunPython(R"PY(

@@ -4,6 +4,8 @@
 // differently (bad descriptor, bad pointer, no such pid), run natively as an unprivileged user
 // first; where the kernel itself answers EPERM, the strict policy must kill for the syscall.
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 
 #include <catch2/catch.hpp>
 
@@ -51,6 +53,28 @@ void ExpectForeignEntryKilled(const std::string& call) {
   CHECK(inside.signal() == SIGSYS);
   CHECK(inside.process.status == 128 + SIGSYS);
   CHECK(inside.reason() == "seccomp_violation");
+}
+
+TEST_CASE("probe self-check: a policy that allows mount lets the probe see EFAULT",
+          "[security][seccomp]") {
+  CORRAL_REQUIRE_SANDBOX();
+  // The refusal probes are only worth something if an unfiltered call answers differently:
+  // with mount added to the allow-list, the bad-pointer mount reaches the kernel.
+  std::ifstream in(PolicyPath("default"));
+  std::string policy((std::istreambuf_iterator<char>(in)), {});
+  const std::string empty_allow = "  allow: []";
+  REQUIRE(policy.find(empty_allow) != std::string::npos);
+  policy.replace(policy.find(empty_allow), empty_allow.size(), "  allow: [mount]");
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("corral-security-weak-" + UniqueTag() + ".yaml"));
+  std::ofstream(path) << policy;
+  RunOptions options;
+  options.policy = path;
+  SandboxResult result = RunPython("obs['mount'] = sc(165, BAD, BAD, BAD, 0, BAD)\nemit()\n",
+                                   options);
+  std::filesystem::remove(path);
+  INFO(result.Describe());
+  CHECK(result.Obs("mount") == "EFAULT");
 }
 
 TEST_CASE("S36 a denied syscall with the x32 bit set kills the process", "[security][seccomp]") {
