@@ -2,6 +2,7 @@
 // failed or reaped with the precise reason, and every other session keeps working.
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <thread>
 
 #include "tests/support/daemon_harness.h"
@@ -75,6 +76,8 @@ TEST_CASE("daemon: memory past the policy limit fails the session as oom_killed"
   CHECK(died.status == 409);
   CHECK(died.code() == "oom_killed");
   CheckFailedAlone(*daemon, hog, "oom_killed", neighbour);
+  daemon.reset();
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("daemon: a call past its timeout gets 504 wall_timeout and fails the session") {

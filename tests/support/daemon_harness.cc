@@ -176,7 +176,7 @@ Daemon::~Daemon() {
   if (!keep_cgroup_parent_) {
     for (const std::string& dir : CgroupParentDirs()) rmdir(dir.c_str());
   }
-  if (owns_state_dir_ && !keep_cgroup_parent_) fs::remove_all(state_dir_);
+  if (owns_state_dir_) fs::remove_all(state_dir_);
 }
 
 std::string Daemon::log() const {
