@@ -152,6 +152,22 @@ TEST_CASE("daemon: program errors, signature programs and program deletion") {
   CHECK(lm.status == 501);
   CHECK(lm.code() == "lm_not_configured");
 
+  // The generic call reaches the same worker commands, and the session's program list follows.
+  HttpResult via_call = daemon->Post("/v1/sessions/" + s + "/call",
+                                     {{"command", "create_program"},
+                                      {"args",
+                                       {{"program_id", "twice"},
+                                        {"kind", "python"},
+                                        {"source", "def forward(x):\n    return 2 * x\n"}}}});
+  CHECK(via_call.status == 200);
+  HttpResult ran = daemon->Post("/v1/sessions/" + s + "/call",
+                                {{"command", "execute_program"},
+                                 {"args", {{"program_id", "twice"}, {"inputs", {{"x", 21}}}}}});
+  CHECK(ran.json["result"]["outputs"] == 42);
+  CHECK(daemon
+            ->Post("/v1/sessions/" + s + "/call",
+                   {{"command", "delete_program"}, {"args", {{"program_id", "twice"}}}})
+            .status == 200);
   CHECK(daemon->Delete("/v1/sessions/" + s + "/programs/boom").status == 204);
   CHECK(daemon->Delete("/v1/sessions/" + s + "/programs/boom").status == 404);
   CHECK(daemon->Get("/v1/sessions/" + s).json["programs"] == nlohmann::json({"qa"}));
