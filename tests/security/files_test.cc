@@ -98,8 +98,7 @@ TEST_CASE("S03 listing directories shows only the sandbox's own view", "[securit
   CORRAL_REQUIRE_SANDBOX();
   // Files another session (here: the host) left in shared places must not show through.
   std::string marker = "corral-sec-marker-" + UniqueTag();
-  std::vector<std::string> planted = {"/tmp/" + marker, "/var/tmp/" + marker,
-                                      "/dev/shm/" + marker};
+  std::vector<std::string> planted = {"/tmp/" + marker, "/var/tmp/" + marker, "/dev/shm/" + marker};
   for (const std::string& path : planted) std::ofstream(path) << "other session";
   RunOptions options;
   options.vars = {{"MARKER", marker}};

@@ -86,7 +86,8 @@ try:
 except socket.gaierror:
     obs["getaddrinfo"] = "gaierror"
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-obs["udp_dns"] = attempt(u.sendto, b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", ("8.8.8.8", 53))
+query = b"\x12\x34\x01\x00\x00\x01" + bytes(6)  # a DNS header asking one question
+obs["udp_dns"] = attempt(u.sendto, query, ("8.8.8.8", 53))
 obs["udp_broadcast"] = attempt(lambda: (u.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1),
                                         u.sendto(b"x", ("255.255.255.255", 53))))
 t6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
@@ -181,8 +182,7 @@ TEST_CASE("S34 raw and packet sockets and netlink route changes are refused",
   ExpectRefused({
       kernel_refused("raw_icmp", "sock(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)"),
       kernel_refused("raw_ip", "sock(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)"),
-      kernel_refused("raw_icmp6",
-                     "sock(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)"),
+      kernel_refused("raw_icmp6", "sock(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)"),
       kernel_refused("inet_sock_packet", "sock(socket.AF_INET, 10, 0x0300)"),
       Probe{"packet_raw", 41, "sock(socket.AF_PACKET, socket.SOCK_RAW, 0x0300)"},
       Probe{"packet_dgram", 41, "sock(socket.AF_PACKET, socket.SOCK_DGRAM, 0x0300)"},

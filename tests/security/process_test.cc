@@ -64,8 +64,7 @@ emit()
   }
 }
 
-TEST_CASE("S11 ptrace, process_vm_readv, pidfd_getfd and kcmp are refused",
-          "[security][process]") {
+TEST_CASE("S11 ptrace, process_vm_readv, pidfd_getfd and kcmp are refused", "[security][process]") {
   CORRAL_REQUIRE_SANDBOX();
   // pidfd_open alone is no attack (it grants what kill() does); the attack is pidfd_getfd on
   // what it returns, covered here with a bad descriptor and in the variant with a real one.
@@ -117,8 +116,8 @@ emit()
   SandboxResult native = RunNative(code);
   SandboxResult inside = RunPython(code);
   INFO("native: " << native.Describe() << "\nsandboxed: " << inside.Describe());
-  for (const char* key : {"process_vm_readv_child", "kcmp_child", "ptrace_seize_child",
-                          "ptrace_attach_child"}) {
+  for (const char* key :
+       {"process_vm_readv_child", "kcmp_child", "ptrace_seize_child", "ptrace_attach_child"}) {
     INFO(key);
     CHECK(native.Obs(key) == "OK");
     CHECK(inside.Obs(key) == "EPERM");
@@ -371,8 +370,8 @@ TEST_CASE("S18 reboot, kexec, modules, swap, acct and sethostname are refused",
           SyscallProbe("sethostname", 170, {1, 5}),
           SyscallProbe("setdomainname", 171, {1, 5}),
           Probe{"sethostname_host_name", 170,
-                "lc('sethostname', HOST_NAME.encode(), ctypes.c_size_t(len(HOST_NAME)))",
-                "EPERM", false},
+                "lc('sethostname', HOST_NAME.encode(), ctypes.c_size_t(len(HOST_NAME)))", "EPERM",
+                false},
       },
       options);
   CHECK(HostHostname() == hostname);

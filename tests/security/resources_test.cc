@@ -72,8 +72,7 @@ emit()
     CHECK(result.observations.value("forked", 99) < 16);
   }
   SECTION("a bomb that dies of it is reported as pids_limit") {
-    SandboxResult result = RunPython("while True:\n    os.fork()\n",
-                                     WithSets({"limits.pids=16"}));
+    SandboxResult result = RunPython("while True:\n    os.fork()\n", WithSets({"limits.pids=16"}));
     INFO(result.Describe());
     CHECK(result.reason() == "pids_limit");
   }
@@ -326,9 +325,8 @@ TEST_CASE("S27 sleeping or blocking on stdin forever ends as wall_timeout",
     CHECK(result.reason() == "wall_timeout");
   }
   SECTION("stopped with SIGSTOP") {
-    SandboxResult result =
-        RunPython("import signal\nos.kill(os.getpid(), signal.SIGSTOP)\n",
-                  WithSets({"limits.wall_time=1s"}));
+    SandboxResult result = RunPython("import signal\nos.kill(os.getpid(), signal.SIGSTOP)\n",
+                                     WithSets({"limits.wall_time=1s"}));
     INFO(result.Describe());
     CHECK(result.reason() == "wall_timeout");
   }

@@ -39,8 +39,8 @@ def i386_call(nr):
 
 // The call through a foreign entry point must never run: native, the same stub returns.
 void ExpectForeignEntryKilled(const std::string& call) {
-  std::string code = std::string(kStubRunner) +
-                     "r = run_stub(" + call + ")\nobs['returned'] = ename(-r) if r < 0 else r\n"
+  std::string code = std::string(kStubRunner) + "r = run_stub(" + call +
+                     ")\nobs['returned'] = ename(-r) if r < 0 else r\n"
                      "emit()\n";
   SandboxResult native = RunNative(code);
   INFO("native: " << native.Describe());
@@ -65,13 +65,13 @@ TEST_CASE("probe self-check: a policy that allows mount lets the probe see EFAUL
   const std::string empty_allow = "  allow: []";
   REQUIRE(policy.find(empty_allow) != std::string::npos);
   policy.replace(policy.find(empty_allow), empty_allow.size(), "  allow: [mount]");
-  std::string path = (std::filesystem::temp_directory_path() /
-                      ("corral-security-weak-" + UniqueTag() + ".yaml"));
+  std::string path =
+      (std::filesystem::temp_directory_path() / ("corral-security-weak-" + UniqueTag() + ".yaml"));
   std::ofstream(path) << policy;
   RunOptions options;
   options.policy = path;
-  SandboxResult result = RunPython("obs['mount'] = sc(165, BAD, BAD, BAD, 0, BAD)\nemit()\n",
-                                   options);
+  SandboxResult result =
+      RunPython("obs['mount'] = sc(165, BAD, BAD, BAD, 0, BAD)\nemit()\n", options);
   std::filesystem::remove(path);
   INFO(result.Describe());
   CHECK(result.Obs("mount") == "EFAULT");
@@ -79,14 +79,22 @@ TEST_CASE("probe self-check: a policy that allows mount lets the probe see EFAUL
 
 TEST_CASE("S36 a denied syscall with the x32 bit set kills the process", "[security][seccomp]") {
   CORRAL_REQUIRE_SANDBOX();
-  SECTION("mount") { ExpectForeignEntryKilled("x32_call(165)"); }
-  SECTION("getpid, an allowed call") { ExpectForeignEntryKilled("x32_call(39)"); }
+  SECTION("mount") {
+    ExpectForeignEntryKilled("x32_call(165)");
+  }
+  SECTION("getpid, an allowed call") {
+    ExpectForeignEntryKilled("x32_call(39)");
+  }
 }
 
 TEST_CASE("S37 a denied syscall through int 0x80 kills the process", "[security][seccomp]") {
   CORRAL_REQUIRE_SANDBOX();
-  SECTION("i386 mount") { ExpectForeignEntryKilled("i386_call(21)"); }
-  SECTION("i386 getpid, an allowed call natively") { ExpectForeignEntryKilled("i386_call(20)"); }
+  SECTION("i386 mount") {
+    ExpectForeignEntryKilled("i386_call(21)");
+  }
+  SECTION("i386 getpid, an allowed call natively") {
+    ExpectForeignEntryKilled("i386_call(20)");
+  }
 }
 
 TEST_CASE("S38 io_uring is refused", "[security][seccomp]") {
@@ -149,8 +157,8 @@ TEST_CASE("S40 bpf, perf_event_open and userfaultfd are refused", "[security][se
       SyscallProbe("bpf", 321, {0, 1, 8}),
       SyscallProbe("perf_event_open", 298, {1, 0, -1, -1, 0}),
       SyscallProbe("userfaultfd", 323, {0xffff}),
-      Probe{"open_dev_userfaultfd", -1, "attempt(os.open, '/dev/userfaultfd', os.O_RDWR)",
-            "ENOENT", false},
+      Probe{"open_dev_userfaultfd", -1, "attempt(os.open, '/dev/userfaultfd', os.O_RDWR)", "ENOENT",
+            false},
   });
 }
 
@@ -232,11 +240,21 @@ void ExpectStrictKill(const std::string& call, long nr, const std::string& name)
 TEST_CASE("S44 under the strict policy a denied syscall kills and is reported",
           "[security][seccomp]") {
   CORRAL_REQUIRE_SANDBOX();
-  SECTION("mount") { ExpectStrictKill("sc(165, BAD, BAD, BAD, 0, BAD)", 165, "mount"); }
-  SECTION("ptrace") { ExpectStrictKill("sc(101, 16, NOPID, 0, 0)", 101, "ptrace"); }
-  SECTION("unshare") { ExpectStrictKill("sc(272, 0x10000000)", 272, "unshare"); }
-  SECTION("bpf") { ExpectStrictKill("sc(321, 0, BAD, 8)", 321, "bpf"); }
-  SECTION("keyctl") { ExpectStrictKill("sc(250, 9999, 0, 0, 0, 0)", 250, "keyctl"); }
+  SECTION("mount") {
+    ExpectStrictKill("sc(165, BAD, BAD, BAD, 0, BAD)", 165, "mount");
+  }
+  SECTION("ptrace") {
+    ExpectStrictKill("sc(101, 16, NOPID, 0, 0)", 101, "ptrace");
+  }
+  SECTION("unshare") {
+    ExpectStrictKill("sc(272, 0x10000000)", 272, "unshare");
+  }
+  SECTION("bpf") {
+    ExpectStrictKill("sc(321, 0, BAD, 8)", 321, "bpf");
+  }
+  SECTION("keyctl") {
+    ExpectStrictKill("sc(250, 9999, 0, 0, 0, 0)", 250, "keyctl");
+  }
   SECTION("ioctl TIOCSTI, refused by argument") {
     ExpectStrictKill("sc(16, 0, 0x5412, BAD)", 16, "ioctl");
   }

@@ -18,8 +18,8 @@
 #include <sstream>
 #include <thread>
 
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <catch2/catch.hpp>
 
 extern char** environ;
 
@@ -102,7 +102,9 @@ int ShellStatus(int wait_status) {
   return -1;
 }
 
-void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void SetNonBlocking(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 
 void CloseFd(int* fd) {
   if (*fd >= 0) ::close(*fd);
@@ -174,8 +176,7 @@ bool InNeighbourSandbox(pid_t pid, const std::string& parent, const std::string&
 // --- ChildProcess -------------------------------------------------------------------------
 
 std::unique_ptr<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>& argv,
-                                                  const SpawnOptions& options,
-                                                  std::string* error) {
+                                                  const SpawnOptions& options, std::string* error) {
   // Everything the child needs is built before fork: the test process has threads, so only
   // async-signal-safe calls may run between fork and exec.
   std::vector<char*> args;
@@ -189,8 +190,7 @@ std::unique_ptr<ChildProcess> ChildProcess::Spawn(const std::vector<std::string>
   env.push_back(nullptr);
 
   int in[2], out[2], err[2];
-  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 ||
-      ::pipe2(err, O_CLOEXEC) != 0) {
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
     *error = fmt::format("pipe2: {}", std::strerror(errno));
     return nullptr;
   }
@@ -270,7 +270,9 @@ void ChildProcess::ReadAvailable(int fd, std::string* into, bool* eof) {
   }
 }
 
-void ChildProcess::CloseStdin() { CloseFd(&stdin_fd_); }
+void ChildProcess::CloseStdin() {
+  CloseFd(&stdin_fd_);
+}
 
 bool ChildProcess::WaitForOutput(std::string_view marker) {
   bool eof = false;
@@ -394,7 +396,9 @@ std::string CorralRunPath() {
   return std::string(CORRAL_SOURCE_DIR) + "/build/corral-run";
 }
 
-bool CorralRunAvailable() { return ::access(CorralRunPath().c_str(), X_OK) == 0; }
+bool CorralRunAvailable() {
+  return ::access(CorralRunPath().c_str(), X_OK) == 0;
+}
 
 std::string PolicyPath(const std::string& name) {
   if (name.find('/') != std::string::npos) return name;
@@ -566,8 +570,8 @@ std::vector<SandboxResult> RunUnderStrict(const std::vector<Probe>& probes,
     threads.emplace_back([&, i] {
       RunOptions strict = options;
       strict.policy = "strict";
-      results[i] = RunSandboxed(fmt::format("r = {}\nprint('survived', r)\n", probes[i].expr),
-                                strict);
+      results[i] =
+          RunSandboxed(fmt::format("r = {}\nprint('survived', r)\n", probes[i].expr), strict);
     });
   }
   for (std::thread& thread : threads) thread.join();

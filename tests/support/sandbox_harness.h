@@ -80,11 +80,11 @@ ProcessResult RunProcess(const std::vector<std::string>& argv, const std::string
                          const SpawnOptions& options = {});
 
 struct RunOptions {
-  std::string policy = "default";      // a name under policies/ or a path
-  std::vector<std::string> sets;       // "limits.memory=64Mi", passed as --set
+  std::string policy = "default";  // a name under policies/ or a path
+  std::vector<std::string> sets;   // "limits.memory=64Mi", passed as --set
   std::string stdin_data;
-  bool keep_stdin_open = false;        // tenant blocks on stdin until the sandbox ends
-  std::map<std::string, std::string> vars;  // Python globals defined before the tenant code
+  bool keep_stdin_open = false;                  // tenant blocks on stdin until the sandbox ends
+  std::map<std::string, std::string> vars;       // Python globals defined before the tenant code
   std::map<std::string, std::string> extra_env;  // given to corral-run itself (canaries)
   std::chrono::seconds timeout{120};
 };
@@ -95,8 +95,8 @@ struct SandboxResult {
   // parsed as the tenant's observations.
   nlohmann::json outcome = nlohmann::json::object();
   nlohmann::json observations = nlohmann::json::object();
-  std::string leaks;            // what the sandbox left behind; empty when clean
-  std::string launch_error;     // corral-run could not be started
+  std::string leaks;         // what the sandbox left behind; empty when clean
+  std::string launch_error;  // corral-run could not be started
 
   std::string reason() const;
   int signal() const;
@@ -134,7 +134,8 @@ SandboxResult RunSandboxed(const std::string& code, const RunOptions& options = 
 SandboxResult RunPython(const std::string& code, const RunOptions& options = {});
 // Runs the same prelude + code natively, unsandboxed, as uid/gid 65534 without capabilities:
 // what the kernel answers a process as unprivileged as the tenant when no filter is in the way.
-SandboxResult RunNative(const std::string& code, const std::map<std::string, std::string>& vars = {});
+SandboxResult RunNative(const std::string& code,
+                        const std::map<std::string, std::string>& vars = {});
 
 // Asserts (Catch2 CHECK) that the run launched, wrote an outcome and left nothing behind.
 void ExpectCleanedUp(const SandboxResult& result);
@@ -154,8 +155,8 @@ std::string UniqueTag();  // unique across concurrently running test processes
 // child so a probe that succeeds (a new user namespace) cannot change the ones after it.
 struct Probe {
   std::string name;
-  long nr = -1;          // the syscall number, for the strict policy's kill report
-  std::string expr;      // Python expression returning "OK" or an errno name
+  long nr = -1;      // the syscall number, for the strict policy's kill report
+  std::string expr;  // Python expression returning "OK" or an errno name
   std::string expected = "EPERM";
   // Require proof that the refusal is the filter's: the unsandboxed, unprivileged run must
   // answer differently, or else the strict policy must kill the process for this syscall.
