@@ -34,7 +34,7 @@ from corral_programs import (Program, WorkerError, bind_inputs, check_program_id
                              safe_str,
                              check_signature_inputs,
                              create_python, create_signature, encode_result, run_python)
-from corral_protocol import Config, Log, ProtocolError
+from corral_protocol import Config, Log, ProtocolError, utc_stamp
 
 _MISSING = object()
 Reply = dict[str, Any] | bytes  # a result object, or a result already encoded as JSON bytes
@@ -186,7 +186,7 @@ class Worker:
 
     def _describe(self, program: Program) -> dict[str, Any]:
         described = {"program_id": program.program_id, "kind": program.kind,
-                     "created_at": program.created_at}
+                     "created_at": utc_stamp(program.created_at)}
         if program.signature is not None:
             described["input_fields"] = [f.to_json() for f in program.signature.inputs]
             described["output_fields"] = [f.to_json() for f in program.signature.outputs]
@@ -229,7 +229,7 @@ class Worker:
             "programs": len(session.programs),
             "executions": session.executions,
             "errors": session.errors,
-            "started_at": self._started_at,
+            "started_at": utc_stamp(self._started_at),
             "uptime_s": time.time() - self._started_at,
             "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "python": platform.python_version(),

@@ -20,6 +20,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from corral_protocol import utc_stamp
 from corral_signature import Signature, SignatureError, parse_signature, value_matches
 
 PROGRAM_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
@@ -58,7 +59,7 @@ class Program:
         return {
             "program_id": self.program_id,
             "kind": self.kind,
-            "created_at": self.created_at,
+            "created_at": utc_stamp(self.created_at),
             "executions": self.executions,
         }
 

@@ -48,6 +48,12 @@ class Config:
         )
 
 
+def utc_stamp(when: float) -> str:
+    """RFC 3339 UTC with milliseconds, the same form the daemon uses for every timestamp."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(when))
+    return stamp + f".{int(when * 1000) % 1000:03d}Z"
+
+
 class Log:
     """JSON or text lines on stderr, written straight to fd 2 so that tenant code replacing
     sys.stderr cannot swallow or redirect them."""
@@ -56,9 +62,7 @@ class Log:
         self._format = log_format
 
     def write(self, level: str, msg: str, session: str = "") -> None:
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-        stamp += f".{int(now * 1000) % 1000:03d}Z"
+        stamp = utc_stamp(time.time())
         if self._format == "json":
             record = {"time": stamp, "level": level, "component": "worker", "msg": msg}
             if session:
