@@ -121,7 +121,7 @@ void OnSandboxExit(const std::shared_ptr<ExitState>& state, const LogContext& co
 LaunchRequest MakeLaunchRequest(const DaemonConfig& config, const WorkerSpec& spec,
                                 int channel_fd) {
   LaunchRequest request;
-  request.name = "s-" + spec.session_id;
+  request.name = spec.session_id;  // one id on every log line of the session
   request.argv = {config.worker_python, "-I", std::string(kWorkerMount) + "/worker.py"};
   request.env = {
       {"CORRAL_CHANNEL_FD", std::to_string(kChannelFd)},
