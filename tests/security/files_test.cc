@@ -40,7 +40,8 @@ files = ["/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/root/.bash_history",
          "/etc/ssh/ssh_host_ed25519_key", "/proc/1/root/etc/shadow", "/proc/self/root/etc/shadow",
          SOURCE_DIR + "/CMakeLists.txt", SOURCE_DIR + "/manager/corral.yaml",
          BUILD_DIR + "/CMakeCache.txt"]
-dirs = ["/root", "/home", "/var/lib/corral", "/run/corral", "/etc/corral", "/work",
+dirs = ["/root", "/home", "/var/lib/corral", "/run/corral", "/run/corral/ids",
+        "/run/corral/root", "/etc/corral", "/work",
         SOURCE_DIR, BUILD_DIR, "/var/log"]
 for path in files:
     obs["read:" + path] = attempt(lambda: open(path, "rb").read(1))
