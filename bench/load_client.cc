@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <latch>
 #include <map>
 #include <string>
 #include <thread>
@@ -111,8 +112,18 @@ std::vector<std::string> ShareOf(const std::vector<std::string>& paths, int clie
   return share;
 }
 
-void RunHttpClient(const Options& options, std::vector<std::string> paths,
-                   Clock::time_point deadline, ClientResult* result) {
+// Every client warms up first; the timed phase (and the deadline) starts once all have, so a
+// slow warm-up never eats into the measured seconds.
+struct Phase {
+  explicit Phase(int clients) : warmed(clients) {}
+  std::latch warmed;
+  std::atomic<bool> go{false};
+  Clock::time_point start;  // written before `go` is set, read after it is seen
+  Clock::time_point deadline;
+};
+
+void RunHttpClient(const Options& options, std::vector<std::string> paths, Phase* phase,
+                   ClientResult* result) {
   httplib::Client client("127.0.0.1", options.port);
   client.set_keep_alive(true);
   client.set_tcp_nodelay(true);  // headers and body go out as two writes: no Nagle wait
@@ -123,9 +134,11 @@ void RunHttpClient(const Options& options, std::vector<std::string> paths,
   }
   result->errors = 0;
   result->first_error.clear();
+  phase->warmed.count_down();
+  phase->go.wait(false);
 
   for (long i = 0; options.requests == 0 || i < options.requests; ++i) {
-    if (options.requests == 0 && Clock::now() >= deadline) break;
+    if (options.requests == 0 && Clock::now() >= phase->deadline) break;
     Clock::time_point start = Clock::now();
     if (PostOnce(&client, paths[i % paths.size()], options, result)) {
       result->latencies_us.push_back(MicrosSince(start));
@@ -145,15 +158,19 @@ int RunHttp(const Options& options) {
   }
   std::vector<ClientResult> results(options.clients);
   std::vector<std::thread> threads;
-  Clock::time_point start = Clock::now();
-  auto deadline = start + std::chrono::duration_cast<Clock::duration>(
-                              std::chrono::duration<double>(options.seconds));
+  Phase phase(options.clients);
   for (int i = 0; i < options.clients; ++i) {
     threads.emplace_back(RunHttpClient, std::cref(options), ShareOf(paths, i, options.clients),
-                         deadline, &results[i]);
+                         &phase, &results[i]);
   }
+  phase.warmed.wait();
+  phase.start = Clock::now();
+  phase.deadline = phase.start + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(options.seconds));
+  phase.go.store(true);
+  phase.go.notify_all();
   for (auto& thread : threads) thread.join();
-  double elapsed = MicrosSince(start) / 1e6;
+  double elapsed = MicrosSince(phase.start) / 1e6;
   std::printf("%s\n", Summary(results, elapsed).dump().c_str());
   return 0;
 }

@@ -12,6 +12,9 @@ from typing import Callable
 from .daemon import Client, create_program, create_session, execute, execute_path
 
 PYTHON = "/usr/bin/python3"
+# Calls per client before a throughput run's timed phase: enough to open its connection and
+# touch its sessions; more would only queue behind the daemon's HTTP threads.
+THROUGHPUT_WARMUP = 5
 
 
 class LoadClient:
@@ -76,6 +79,6 @@ def measure(load: LoadClient, port: int, worker_dir: str, counts: dict,
         log(f"calls: corral, {clients} clients over {len(paths)} sessions, "
             f"{counts['throughput_seconds']} s")
         results[f"corral_{clients}_clients"] = load.http(
-            port, paths, clients, seconds=counts["throughput_seconds"], warmup=counts["warmup"])
+            port, paths, clients, seconds=counts["throughput_seconds"], warmup=THROUGHPUT_WARMUP)
     results["sessions"] = sessions
     return results
