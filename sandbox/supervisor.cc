@@ -240,9 +240,9 @@ void Supervisor::RunTasks() {
   uint64_t count;
   ssize_t ignored = read(wake_.get(), &count, sizeof count);
   (void)ignored;
+  bool stopping = false;
   for (;;) {
     std::function<void()> task;
-    bool stopping;
     {
       std::lock_guard lock(mu_);
       stopping = stopping_;
@@ -251,12 +251,6 @@ void Supervisor::RunTasks() {
       tasks_.pop_front();
     }
     task();
-    (void)stopping;
-  }
-  bool stopping;
-  {
-    std::lock_guard lock(mu_);
-    stopping = stopping_;
   }
   // Stopping: nothing may outlive the launcher; every exit is still handled as usual.
   if (stopping) {

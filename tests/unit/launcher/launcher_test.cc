@@ -268,6 +268,17 @@ TEST_CASE("launcher: destroying a live sandbox kills it and cleans up") {
   CHECK(kill(pid, 0) != 0);
 }
 
+TEST_CASE("launcher: destroying the launcher ends every sandbox it still runs") {
+  auto launcher = MakeLauncher();
+  CORRAL_SKIP_IF(SandboxingUnavailable(*launcher), "no user namespaces or seccomp");
+  BlockedSandbox blocked = LaunchBlocked(*launcher, DefaultPolicy(), "shutdown");
+  std::vector<std::string> paths = blocked.sandbox->cgroup_paths();
+  launcher.reset();
+  CHECK(blocked.sandbox->Exited());
+  CHECK(blocked.sandbox->Wait().reason == OutcomeReason::kKilledByRequest);
+  CHECK(CgroupsGone(paths));
+}
+
 TEST_CASE("launcher: the wall-time limit ends the sandbox as wall_timeout") {
   auto launcher = MakeLauncher();
   CORRAL_SKIP_IF(SandboxingUnavailable(*launcher), "no user namespaces or seccomp");
