@@ -118,6 +118,8 @@ class CgroupImpl : public Cgroup {
     // Kernels before 5.19 have no memory.peak: the best left is the highest value seen here.
     sampled_peak_ = std::max({sampled_peak_, usage.memory_bytes, usage.memory_peak_bytes});
     usage.memory_peak_bytes = sampled_peak_;
+    sampled_pids_peak_ = std::max({sampled_pids_peak_, usage.pids, usage.pids_peak});
+    usage.pids_peak = sampled_pids_peak_;
     return usage;
   }
 
@@ -164,6 +166,7 @@ class CgroupImpl : public Cgroup {
   bool use_cgroup_kill_;
   bool removed_ = false;
   uint64_t sampled_peak_ = 0;
+  uint64_t sampled_pids_peak_ = 0;
 };
 
 // Immutable after Open, so it may be shared between threads without a lock. The kernel

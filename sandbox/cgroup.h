@@ -43,6 +43,7 @@ struct ResourceUsage {
   uint64_t memory_bytes = 0;
   uint64_t memory_peak_bytes = 0;
   uint64_t pids = 0;
+  uint64_t pids_peak = 0;  // pids.peak where the kernel has it (6.1+ on v1 and v2), else sampled
   uint64_t cpu_usec = 0;
 };
 

@@ -112,6 +112,9 @@ Status ReadUsage(const CgroupFs& fs, const CgroupDirs& dirs, ResourceUsage* usag
   }
   if (!dirs.pids.empty()) {
     CORRAL_ASSIGN_OR_RETURN(usage->pids, fs.ReadNumber(dirs.pids + "/pids.current"));
+    if (fs.Exists(dirs.pids + "/pids.peak")) {
+      CORRAL_ASSIGN_OR_RETURN(usage->pids_peak, fs.ReadNumber(dirs.pids + "/pids.peak"));
+    }
   }
   if (!dirs.cpuacct.empty()) {
     CORRAL_ASSIGN_OR_RETURN(uint64_t nanoseconds, fs.ReadNumber(dirs.cpuacct + "/cpuacct.usage"));

@@ -143,6 +143,9 @@ Status ReadUsage(const CgroupFs& fs, const std::string& dir, ResourceUsage* usag
   if (fs.Exists(dir + "/pids.current")) {
     CORRAL_ASSIGN_OR_RETURN(usage->pids, fs.ReadNumber(dir + "/pids.current"));
   }
+  if (fs.Exists(dir + "/pids.peak")) {
+    CORRAL_ASSIGN_OR_RETURN(usage->pids_peak, fs.ReadNumber(dir + "/pids.peak"));
+  }
   // cpu.stat's usage_usec is kept even without the cpu controller.
   CORRAL_ASSIGN_OR_RETURN(usage->cpu_usec, fs.ReadKey(dir + "/cpu.stat", "usage_usec"));
   return Status::Ok();

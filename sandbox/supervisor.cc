@@ -86,6 +86,7 @@ Outcome DecideOutcome(const SandboxState& state, const ExitInfo& exit,
     outcome.seccomp_syscall_name = SyscallName(seccomp_nr);
   }
   outcome.memory_peak_bytes = usage.memory_peak_bytes;
+  outcome.pids_peak = usage.pids_peak;
   outcome.cpu_time = std::chrono::microseconds(usage.cpu_usec);
   outcome.wall_time = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - state.started);

@@ -357,6 +357,8 @@ TEST_CASE("cgroup host: forks past the pids limit fail and are counted") {
   REQUIRE(usage.ok());
   CHECK(usage->pids >= 1);
   CHECK(usage->pids <= 8);
+  // Forks were refused at the limit, so the cgroup held exactly 8 at its peak.
+  CHECK(usage->pids_peak == 8);
   REQUIRE(cgroup->KillAll().ok());
   auto populated = cgroup->Populated();
   REQUIRE(populated.ok());
