@@ -20,7 +20,6 @@ struct ApiContext {
   const DaemonConfig* config = nullptr;
   SessionRegistry* registry = nullptr;
   std::function<Status()> ready;  // readiness of the launcher and the backends
-  std::string openapi_yaml;       // served at GET /openapi.yaml
 };
 
 std::vector<Route> SessionRoutes(ApiContext* context);

@@ -1,5 +1,6 @@
 // Routes: GET /healthz (liveness), GET /readyz (readiness), GET /openapi.yaml.
 #include "manager/api.h"
+#include "manager/openapi_document.h"
 #include "manager/version.h"
 
 namespace corral {
@@ -15,12 +16,9 @@ ApiResponse Readyz(ApiContext* context) {
   return JsonResponse(200, {{"status", "ready"}, {"sessions", context->registry->size()}});
 }
 
-ApiResponse OpenApi(ApiContext* context) {
-  if (context->openapi_yaml.empty()) {
-    return ErrorResponse(
-        Status::NotFound("the OpenAPI document was not found at start").WithReason("not_found"));
-  }
-  return ApiResponse{200, "application/yaml", context->openapi_yaml};
+// Compiled in at build time, so the document always matches the daemon that serves it.
+ApiResponse OpenApi() {
+  return ApiResponse{200, "application/yaml", std::string(kOpenApiDocument)};
 }
 
 }  // namespace
@@ -29,7 +27,7 @@ std::vector<Route> HealthRoutes(ApiContext* context) {
   return {
       {"GET", "/healthz", [](const ApiRequest&) { return Healthz(); }},
       {"GET", "/readyz", [context](const ApiRequest&) { return Readyz(context); }},
-      {"GET", "/openapi.yaml", [context](const ApiRequest&) { return OpenApi(context); }},
+      {"GET", "/openapi.yaml", [](const ApiRequest&) { return OpenApi(); }},
   };
 }
 

@@ -8,6 +8,7 @@
 // `shutting_down`), remove the port and pid files, exit 0.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,7 +17,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <thread>
 
 #include "manager/api.h"
@@ -90,11 +90,16 @@ Status PrepareStateDir(const std::string& dir) {
   return Status::Ok();
 }
 
-std::string ReadOpenApi() {
-  std::ifstream file(std::string(CORRAL_SOURCE_DIR) + "/docs/openapi.yaml");
-  std::stringstream text;
-  text << file.rdbuf();
-  return text.str();
+// Every HTTP connection holds a descriptor while it is served or timed out (S53), and the
+// distro default soft limit (1024) is below `http.max_connections` plus the sessions' channels.
+// The soft limit is raised to the hard one; sandboxes get their own from their policy.
+Status RaiseOpenFileLimit() {
+  struct rlimit limit {};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return ErrnoStatus("getrlimit RLIMIT_NOFILE");
+  if (limit.rlim_cur == limit.rlim_max) return Status::Ok();
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return ErrnoStatus("setrlimit RLIMIT_NOFILE");
+  return Status::Ok();
 }
 
 struct Options {
@@ -119,6 +124,8 @@ int Run(const Options& options) {
     return 1;
   };
   Status step = InstallSignalHandlers();
+  if (!step.ok()) return fail(step);
+  step = RaiseOpenFileLimit();
   if (!step.ok()) return fail(step);
   step = PrepareStateDir(config->state_dir);
   if (!step.ok()) return fail(step);
@@ -145,7 +152,6 @@ int Run(const Options& options) {
     }
     return process->Ready();
   };
-  context.openapi_yaml = ReadOpenApi();
   HttpServer server(config->http, config->limits.max_request_bytes, AllRoutes(&context));
   Result<int> port = server.Bind(*listen);
   if (!port.ok()) return fail(port.status());
