@@ -153,6 +153,8 @@ const std::vector<ConfigRow>& Table() {
       CORRAL_ROW("process.max_queued_calls", SetCount(v, &c.process.max_queued_calls)),
       CORRAL_ROW("cgroup.parent", SetName(v, &c.cgroup_parent)),
       CORRAL_ROW("http.threads", SetCount(v, &c.http.threads)),
+      CORRAL_ROW("http.max_connections", SetCount(v, &c.http.max_connections)),
+      CORRAL_ROW("http.request_timeout", SetDuration(v, &c.http.request_timeout)),
       CORRAL_ROW("http.read_timeout", SetDuration(v, &c.http.read_timeout)),
       CORRAL_ROW("http.write_timeout", SetDuration(v, &c.http.write_timeout)),
       CORRAL_ROW("http.keep_alive_max", SetCount(v, &c.http.keep_alive_max)),
@@ -222,8 +224,14 @@ Status CheckWhole(const DaemonConfig& config) {
   if (config.process.max_concurrent_sessions == 0) {
     return Status::InvalidArgument("`process.max_concurrent_sessions`: must be at least 1");
   }
-  if (config.http.threads == 0 || config.http.threads > 1024) {
-    return Status::InvalidArgument("`http.threads`: must be between 1 and 1024");
+  if (config.http.max_connections == 0 || config.http.max_connections > 65536) {
+    return Status::InvalidArgument("`http.max_connections`: must be between 1 and 65536");
+  }
+  if (config.http.threads == 0 || config.http.threads > config.http.max_connections) {
+    return Status::InvalidArgument("`http.threads`: must be between 1 and `http.max_connections`");
+  }
+  if (config.http.request_timeout.count() <= 0 || config.http.keep_alive_max == 0) {
+    return Status::InvalidArgument("`http.request_timeout`, `http.keep_alive_max`: must be > 0");
   }
   if (config.process.call_timeout.count() <= 0 || config.process.start_timeout.count() <= 0) {
     return Status::InvalidArgument("`process.call_timeout`, `process.start_timeout`: must be > 0");

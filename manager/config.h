@@ -35,8 +35,10 @@ struct LimitsConfig {
 };
 
 struct HttpConfig {
-  uint64_t threads = 16;
-  std::chrono::milliseconds read_timeout{5000};  // slow-loris defence (S53)
+  uint64_t threads = 16;                             // kept warm
+  uint64_t max_connections = 1024;                   // served at once, a thread each; more wait
+  std::chrono::milliseconds request_timeout{10000};  // whole request, or keep-alive idle (S53)
+  std::chrono::milliseconds read_timeout{5000};      // each read
   std::chrono::milliseconds write_timeout{5000};
   uint64_t keep_alive_max = 100;
 };

@@ -1,9 +1,12 @@
 #include "manager/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <set>
 
+#include "manager/http_connections.h"
 #include "manager/http_errors.h"
 #include "sandbox/log.h"
 
@@ -72,6 +75,51 @@ void WriteResponse(const ApiResponse& reply, httplib::Response& res) {
 
 }  // namespace
 
+// httplib's own connection loop gives no hook to watch a connection as a whole, so this
+// server runs the loop itself (process_request is httplib's, per request) with the watchdog
+// registered around it, over a SocketStream that never uses select().
+class GuardedServer : public httplib::Server {
+ public:
+  GuardedServer(const HttpConfig& config, ConnectionWatchdog* watchdog)
+      : config_(config), watchdog_(watchdog) {}
+
+  // httplib listens with a backlog of 5: a burst of connections (an attack, or just many
+  // clients) overflows it, and the kernel drops the SYNs of served clients too, costing each
+  // a retransmission (1 s, then 3 s, ...). listen(2) again on the bound socket widens it.
+  Status WidenBacklog() {
+    if (::listen(svr_sock_, SOMAXCONN) != 0) return ErrnoStatus("listen (backlog {})", SOMAXCONN);
+    return Status::Ok();
+  }
+
+ private:
+  bool process_and_close_socket(socket_t sock) override {
+    bool served = ServeConnection(sock);
+    shutdown(sock, SHUT_RDWR);
+    close(sock);
+    return served;
+  }
+
+  // Requests one by one, up to `keep_alive_max`, while the server runs. Waiting for a request
+  // is bounded twice: here, and by the watchdog, which also bounds a request that trickles in.
+  bool ServeConnection(int sock) {
+    ConnectionWatchdog::Registration registration(watchdog_, sock);
+    SocketStream stream(sock, config_.read_timeout, config_.write_timeout);
+    for (uint64_t served = 0; served < config_.keep_alive_max; ++served) {
+      if (svr_sock_ == INVALID_SOCKET) return true;  // stopping: no new request here
+      if (!WaitReadable(sock, config_.request_timeout)) return true;
+      bool last = served + 1 == config_.keep_alive_max;
+      bool closed = false;
+      if (!process_request(stream, last, closed, nullptr)) return false;
+      if (closed) return true;
+      ConnectionWatchdog::AwaitRequest();
+    }
+    return true;
+  }
+
+  const HttpConfig config_;
+  ConnectionWatchdog* const watchdog_;
+};
+
 ApiResponse JsonResponse(int status, const nlohmann::json& body) {
   return ApiResponse{status, "application/json",
                      body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
@@ -114,15 +162,18 @@ RouteMatch MatchRoute(const std::vector<Route>& routes, const std::string& metho
 
 HttpServer::HttpServer(const HttpConfig& config, uint64_t max_request_bytes,
                        std::vector<Route> routes)
-    : routes_(std::move(routes)), server_(std::make_unique<httplib::Server>()) {
-  size_t threads = config.threads;
-  server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+    : routes_(std::move(routes)),
+      watchdog_(std::make_unique<ConnectionWatchdog>(config.request_timeout)),
+      server_(std::make_unique<GuardedServer>(config, watchdog_.get())) {
+  size_t warm = config.threads;
+  size_t max = config.max_connections;
+  server_->new_task_queue = [warm, max] { return new ElasticTaskQueue(warm, max); };
   server_->set_payload_max_length(max_request_bytes);
-  server_->set_read_timeout(config.read_timeout);
-  server_->set_write_timeout(config.write_timeout);
-  server_->set_keep_alive_max_count(config.keep_alive_max);
 
+  // In a handler the connection is exempt from `http.request_timeout`: a long call is work,
+  // not a slow client.
   auto dispatch = [this](const httplib::Request& req, httplib::Response& res) {
+    ConnectionWatchdog::HandlerScope in_handler;
     Dispatch(req.method, &req, &res);
   };
   server_->Get(kAnyPath, dispatch);
@@ -176,15 +227,15 @@ void HttpServer::Dispatch(const std::string& method, const void* request, void* 
 }
 
 Result<int> HttpServer::Bind(const ListenAddress& address) {
-  if (address.port == 0) {
-    int port = server_->bind_to_any_port(address.host);
+  int port = address.port;
+  if (port == 0) {
+    port = server_->bind_to_any_port(address.host);
     if (port <= 0) return ErrnoStatus("bind `{}` on an ephemeral port", address.host);
-    return port;
+  } else if (!server_->bind_to_port(address.host, port)) {
+    return ErrnoStatus("bind `{}:{}`", address.host, port);
   }
-  if (!server_->bind_to_port(address.host, address.port)) {
-    return ErrnoStatus("bind `{}:{}`", address.host, address.port);
-  }
-  return address.port;
+  CORRAL_TRY(server_->WidenBacklog());
+  return port;
 }
 
 Status HttpServer::Serve() {
@@ -194,8 +245,10 @@ Status HttpServer::Serve() {
   return Status::Ok();
 }
 
+// Connections waiting for (or receiving) a request are ended; those in a handler finish it.
 void HttpServer::Stop() {
   server_->stop();
+  watchdog_->ShutdownWaiting();
 }
 
 }  // namespace corral

@@ -3,8 +3,11 @@
 // exceptions and quirks stay in http_server.cc.
 //
 // Defences here: request bodies past `limits.max_request_bytes` are refused with 413 before
-// they are read (Content-Length checked by httplib); read and write timeouts end slow clients
-// (S53); a handler's exception is a 500 with the one error shape, never a crash.
+// they are read (Content-Length checked by httplib); a connection that does not deliver its
+// request within `http.request_timeout` is ended, and each connection runs on its own thread
+// up to `http.max_connections`, so slow clients neither keep threads nor starve the served
+// ones (S53, see http_connections.h); a handler's exception is a 500 with the one error shape,
+// never a crash.
 //
 // Thread safety: routes are added before Serve(); Stop() may be called from any thread.
 #pragma once
@@ -20,11 +23,10 @@
 #include "manager/config.h"
 #include "sandbox/status.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace corral {
+
+class ConnectionWatchdog;
+class GuardedServer;
 
 struct ApiRequest {
   std::string method;
@@ -71,14 +73,16 @@ class HttpServer {
   Result<int> Bind(const ListenAddress& address);
   // Serves until Stop(); returns once every in-flight request has been answered.
   Status Serve();
-  // Stops accepting; in-flight requests still get their answer. Safe from any thread.
+  // Stops accepting and ends connections that wait for a request; requests already in a
+  // handler still get their answer. Safe from any thread.
   void Stop();
 
  private:
   void Dispatch(const std::string& method, const void* request, void* response);
 
   const std::vector<Route> routes_;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<ConnectionWatchdog> watchdog_;  // outlives server_'s connection threads
+  std::unique_ptr<GuardedServer> server_;
 };
 
 }  // namespace corral
