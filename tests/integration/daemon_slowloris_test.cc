@@ -189,4 +189,37 @@ TEST_CASE(
   CHECK(daemon->Get("/healthz").status == 200);
 }
 
+// The deadline is for delivering a request, not for answering it: a call that runs past it is
+// answered, and a keep-alive connection idle past it is closed after its response.
+TEST_CASE("daemon: http.request_timeout spares a long call and closes an idle keep-alive") {
+  auto daemon = Daemon::Start({.overrides = {"http.request_timeout=1s"}});
+  std::string session = daemon->CreateSession();
+  daemon->CreatePythonProgram(session, "slow",
+                              "import time\ndef forward():\n    time.sleep(3)\n    return 7\n");
+  HttpResult slow = daemon->Execute(session, "slow");
+  CHECK(slow.status == 200);
+  CHECK(slow.json["outputs"] == 7);
+
+  int fd = ConnectNonBlocking(daemon->port());
+  REQUIRE(fd >= 0);
+  const std::string request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  REQUIRE(send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size()));
+  // Read the response, then wait (bounded) for the server to end the idle connection.
+  std::string received;
+  bool closed = false;
+  struct pollfd entry {
+    fd, POLLIN, 0
+  };
+  while (!closed && poll(&entry, 1, 15000) == 1) {
+    char buffer[512];
+    ssize_t got = recv(fd, buffer, sizeof(buffer), 0);
+    if (got > 0) received.append(buffer, static_cast<size_t>(got));
+    closed = got == 0 || (got < 0 && errno == ECONNRESET);
+  }
+  close(fd);
+  CHECK(received.starts_with("HTTP/1.1 200"));
+  CHECK(closed);
+}
+
 }  // namespace corral::testing
