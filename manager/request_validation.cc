@@ -4,6 +4,7 @@
 #include <mutex>
 #include <regex>
 
+#include "manager/frame.h"
 #include "manager/http_errors.h"
 
 namespace corral {
@@ -12,33 +13,10 @@ namespace {
 // nlohmann's parser recurses once per nesting level: 100000 `[` would overflow the stack of
 // an HTTP thread (S52). Count depth outside strings before parsing; linear and allocation-free.
 Status CheckDepth(std::string_view body) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : body) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) {
-        return Status::InvalidArgument(
-                   fmt::format("body: JSON nested deeper than {} levels", kMaxJsonDepth))
-            .WithReason("invalid_json");
-      }
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return Status::Ok();
+  if (JsonDepthWithin(body, kMaxJsonDepth)) return Status::Ok();
+  return Status::InvalidArgument(
+             fmt::format("body: JSON nested deeper than {} levels", kMaxJsonDepth))
+      .WithReason("invalid_json");
 }
 
 // Compiled once per pattern; patterns are the constants of the route tables.
