@@ -56,7 +56,9 @@ std::string FormatLine(const LogRecord& r) {
     return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   std::string line = fmt::format("{} {:5} {}", UtcNow(), LevelName(r.level), r.component);
-  if (r.context && !r.context->session.empty()) line += fmt::format(" session={}", r.context->session);
+  if (r.context && !r.context->session.empty()) {
+    line += fmt::format(" session={}", r.context->session);
+  }
   if (r.context && !r.context->tenant.empty()) line += fmt::format(" tenant={}", r.context->tenant);
   line += fmt::format(": {}\n", r.message);
   return line;
