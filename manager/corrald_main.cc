@@ -2,8 +2,9 @@
 //
 //   corrald --config FILE [--listen HOST:PORT] [--set path.in.config=value ...]
 //
-// Start-up is a checklist: config, logging, state directory, backend (which removes what a
-// crashed previous run left under its cgroup parent), HTTP bind, port and pid files, serve.
+// Start-up is a checklist: config, logging, state directory, the instance lock, backend (which
+// removes what a crashed previous run left under its cgroup parent), HTTP bind, port and pid
+// files, serve.
 // SIGTERM or SIGINT: stop accepting, end every session (in-flight calls answer 503
 // `shutting_down`), remove the port and pid files, exit 0.
 #include <fcntl.h>
@@ -22,6 +23,7 @@
 #include "manager/api.h"
 #include "manager/config.h"
 #include "manager/http_server.h"
+#include "manager/instance_lock.h"
 #include "manager/process_backend.h"
 #include "manager/session_registry.h"
 #include "manager/version.h"
@@ -129,6 +131,9 @@ int Run(const Options& options) {
   if (!step.ok()) return fail(step);
   step = PrepareStateDir(config->state_dir);
   if (!step.ok()) return fail(step);
+  // Before anything is cleaned up: a second daemon must never take the first one's sessions.
+  Result<InstanceLock> instance = InstanceLock::Acquire(*config);
+  if (!instance.ok()) return fail(instance.status());
   Result<ListenAddress> listen = ParseListenAddress(config->listen);
   if (!listen.ok()) return fail(listen.status());
 

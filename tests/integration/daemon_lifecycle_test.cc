@@ -2,6 +2,10 @@
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "tests/support/daemon_harness.h"
@@ -72,6 +76,55 @@ TEST_CASE("daemon: after kill -9 a restarted daemon removes what the old one lef
   // The new daemon works, and the old session ids are free again.
   std::string again = restarted->CreateSession({{"session_id", sessions[0]}});
   CHECK(again == sessions[0]);
+}
+
+struct Exit {
+  int status = -1;
+  std::string output;
+};
+
+// Runs a second corrald with the shipped config and `sets`, to its exit (it must not start).
+Exit RunSecondDaemon(const std::string& scratch, const std::vector<std::string>& sets) {
+  std::string command = std::string(CORRAL_BUILD_DIR) + "/corrald --config " + CORRAL_SOURCE_DIR +
+                        "/manager/corral.yaml --listen 127.0.0.1:0 --set log.format=text";
+  for (const std::string& set : sets) command += " --set '" + set + "'";
+  std::string output = scratch + "/second.log";
+  Exit exit;
+  exit.status = std::system((command + " >" + output + " 2>&1 </dev/null").c_str());
+  std::ifstream file(output);
+  std::stringstream text;
+  text << file.rdbuf();
+  exit.output = text.str();
+  return exit;
+}
+
+TEST_CASE("daemon: a second daemon on the same state_dir or cgroup parent refuses to start") {
+  auto first = Daemon::Start();
+  std::string session = first->CreateSession();
+  first->CreatePythonProgram(session, "p", "def forward():\n    return 7\n");
+  std::string scratch = MakeTempDir("corrald-second");
+
+  // Same state directory, another cgroup parent: it would take the port and pid files.
+  Exit same_state = RunSecondDaemon(scratch, {"state_dir=" + first->state_dir(),
+                                              "cgroup.parent=" + first->cgroup_parent() + "-2"});
+  INFO(same_state.output);
+  CHECK(WIFEXITED(same_state.status));
+  CHECK(WEXITSTATUS(same_state.status) == 1);
+  CHECK(same_state.output.find("another corrald (pid " + std::to_string(first->pid()) +
+                               ") is running with the same state_dir") != std::string::npos);
+
+  // Another state directory, the same cgroup parent: its start-up cleanup would kill ours.
+  Exit same_parent = RunSecondDaemon(
+      scratch, {"state_dir=" + scratch + "/state", "cgroup.parent=" + first->cgroup_parent()});
+  INFO(same_parent.output);
+  CHECK(WEXITSTATUS(same_parent.status) == 1);
+  CHECK(same_parent.output.find("is running with the same cgroup.parent") != std::string::npos);
+
+  // The first daemon lost nothing: its port file, its session and the session's state.
+  CHECK(first->Get("/v1/sessions/" + session).json["status"] == "ready");
+  CHECK(first->Execute(session, "p").json["outputs"] == 7);
+  CHECK(std::filesystem::exists(first->state_dir() + "/corrald.port"));
+  std::filesystem::remove_all(scratch);
 }
 
 }  // namespace
