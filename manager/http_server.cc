@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <set>
 
 #include "manager/http_connections.h"
@@ -176,6 +177,11 @@ HttpServer::HttpServer(const HttpConfig& config, uint64_t max_request_bytes,
   size_t max = config.max_connections;
   server_->new_task_queue = [warm, max] { return new ElasticTaskQueue(warm, max); };
   server_->set_payload_max_length(max_request_bytes);
+  // Only the `Keep-Alive: timeout=, max=` header reads these (ServeConnection enforces both):
+  // a client that believed httplib's defaults (5 s, 5 requests) would reconnect for nothing.
+  server_->set_keep_alive_max_count(config.keep_alive_max);
+  server_->set_keep_alive_timeout(std::max<time_t>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(config.request_timeout).count()));
 
   // In a handler the connection is exempt from `http.request_timeout`: a long call is work,
   // not a slow client.

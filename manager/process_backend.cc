@@ -198,6 +198,7 @@ ProcessBackend::ProcessBackend(const DaemonConfig& config, std::unique_ptr<Launc
 Result<std::unique_ptr<ProcessBackend>> ProcessBackend::Create(const DaemonConfig& config) {
   LauncherOptions options;
   options.cgroups.parent_name = config.cgroup_parent;
+  options.cgroups.remove_parent_on_close = true;  // the instance lock makes the name ours alone
   CORRAL_ASSIGN_OR_RETURN(std::unique_ptr<Launcher> launcher, Launcher::Create(options));
 
   // A previous daemon that was killed may have left sandboxes under our cgroup parent; they

@@ -180,7 +180,12 @@ class ManagerImpl : public CgroupManager {
         parent_(std::move(parent)),
         controllers_(std::move(controllers)),
         require_memory_swap_(options.require_memory_swap),
-        use_cgroup_kill_(options.use_cgroup_kill) {}
+        use_cgroup_kill_(options.use_cgroup_kill),
+        remove_parent_on_close_(options.remove_parent_on_close) {}
+
+  ~ManagerImpl() override {
+    if (remove_parent_on_close_) RemoveParent();
+  }
 
   CgroupLayout layout() const override { return layout_; }
   std::vector<std::string> Controllers() const override { return controllers_; }
@@ -228,6 +233,17 @@ class ManagerImpl : public CgroupManager {
   }
 
  private:
+  // A parent still holding a child (a sandbox that outlives its launcher) stays, for the next
+  // start's cleanup to find.
+  void RemoveParent() const {
+    for (const std::string& dir : parent_.All()) {
+      Result<std::vector<std::string>> children = fs_.ListSubdirs(dir);
+      if (!children.ok() || !children->empty()) continue;
+      Status removed = fs_.RemoveDir(dir);
+      if (!removed.ok()) kLog.Warn(kNoSession, "remove cgroup parent: {}", removed.ToString());
+    }
+  }
+
   // A leftover may exist in some hierarchies only (a crash during Create).
   CgroupDirs ExistingOnly(CgroupDirs dirs) const {
     for (std::string* dir :
@@ -243,6 +259,7 @@ class ManagerImpl : public CgroupManager {
   const std::vector<std::string> controllers_;
   const bool require_memory_swap_;
   const bool use_cgroup_kill_;
+  const bool remove_parent_on_close_;
 };
 
 Status MakeParent(const CgroupFs& fs, const CgroupDirs& parent) {

@@ -34,8 +34,8 @@ struct CgroupLimits {
 };
 
 struct CgroupEvents {
-  uint64_t oom_kills = 0;       // processes the kernel OOM-killed in this cgroup
-  uint64_t pids_max_hits = 0;   // forks refused at the pids limit
+  uint64_t oom_kills = 0;      // processes the kernel OOM-killed in this cgroup
+  uint64_t pids_max_hits = 0;  // forks refused at the pids limit
   bool populated = false;
 };
 
@@ -88,10 +88,16 @@ struct CgroupManagerOptions {
   // false: kill by freezing (cgroup.freeze, else the v1 freezer) even where cgroup.kill
   // exists, as kernels 5.2 to 5.13 must; lets tests run that path on a current kernel.
   bool use_cgroup_kill = true;
+  // Remove the parent (where it has no children left) when the manager is destroyed: a daemon
+  // that owns its parent alone (corrald holds a lock on the name) leaves nothing behind. Off
+  // where several launchers share a parent name, as concurrent corral-run processes do: one
+  // would remove the parent under another's Create.
+  bool remove_parent_on_close = false;
 };
 
 class CgroupManager {
  public:
+  // With `remove_parent_on_close`, removes the parent if no child is left in it.
   virtual ~CgroupManager() = default;
   // Detects the layout and creates (or reuses) the parent cgroup.
   static Result<std::unique_ptr<CgroupManager>> Open(const CgroupManagerOptions& options);

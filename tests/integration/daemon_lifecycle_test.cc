@@ -55,6 +55,7 @@ TEST_CASE("daemon: SIGTERM with calls in flight answers them, exits 0, leaves no
   }
   for (int pid : pids) CHECK(ProcessGone(pid));
   CHECK(daemon->CgroupChildren().empty());
+  CHECK(daemon->CgroupParentDirs().empty());  // the parent itself is gone too
   CHECK(daemon->log().find("stopped") != std::string::npos);
 }
 
