@@ -195,8 +195,8 @@ def _run_module(module: types.ModuleType, program_id: str, source: str, limit: i
             code = compile(source, program_filename(program_id), "exec", dont_inherit=True)
             exec(code, module.__dict__)
         except BaseException as error:  # tenant code: SystemExit and all
-            raise WorkerError("program_error", f"{type(error).__name__}: {safe_str(error)}",
-                              exception=type(error).__name__,
+            # The message alone, as at execution: the daemon puts `exception` in front of it.
+            raise WorkerError("program_error", safe_str(error), exception=type(error).__name__,
                               traceback=format_exception(error, program_filename(program_id),
                                                          source),
                               stdout=out.getvalue(), stderr=err.getvalue()) from None
@@ -243,7 +243,7 @@ def run_python(program: Program, inputs: dict[str, Any], limit: int) -> tuple[An
         "stderr": err.getvalue(),
         "stdout_truncated": out.truncated,
         "stderr_truncated": err.truncated,
-        "duration_ms": duration_ms,
+        "duration_ms": round(duration_ms, 3),  # microseconds: finer is only timer noise
     }
     if failure is not None:
         raise WorkerError("program_error", safe_str(failure), exception=type(failure).__name__,

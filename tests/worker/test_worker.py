@@ -247,6 +247,8 @@ class ErrorTest(WorkerTestCase):
                 self.assertEqual(error["type"], "program_error")
                 self.assertEqual(error["exception"], exception)
                 self.assertIn(exception, error["traceback"])
+                # The daemon prefixes the exception's name; the worker must not do it too.
+                self.assertFalse(error["message"].startswith(exception), error["message"])
         self.assertEqual(self.worker.result("list_programs")["programs"], [])
 
     def test_invalid_program(self) -> None:
