@@ -196,10 +196,22 @@ HttpServer::HttpServer(const HttpConfig& config, uint64_t max_request_bytes,
   server_->Delete(kAnyPath, dispatch);
   server_->Options(kAnyPath, dispatch);
 
-  httplib::Server::HandlerWithResponse on_error = [](const httplib::Request&,
+  httplib::Server::HandlerWithResponse on_error = [](const httplib::Request& req,
                                                      httplib::Response& res) {
     if (!res.body.empty() || res.status < 400) return httplib::Server::HandlerResponse::Unhandled;
-    WriteResponse(ErrorResponse(StatusForBareCode(res.status)), res);
+    Status status = StatusForBareCode(res.status);
+    // httplib refuses a POST without Content-Length (`curl -X POST URL` sends none) with a bare
+    // 400; say what to send instead of "malformed".
+    bool has_body_method = req.method == "POST" || req.method == "PUT" || req.method == "PATCH";
+    if (res.status == 400 && has_body_method && !req.has_header("Content-Length") &&
+        !req.has_header("Transfer-Encoding")) {
+      status = Status::InvalidArgument(
+                   fmt::format("{} needs a Content-Length header, also for an empty body (send "
+                               "`{{}}` with curl -d)",
+                               req.method))
+                   .WithReason("length_required");
+    }
+    WriteResponse(ErrorResponse(status), res);
     return httplib::Server::HandlerResponse::Handled;
   };
   server_->set_error_handler(std::move(on_error));

@@ -1,5 +1,10 @@
 // Hostile HTTP input (S52): every case gets a clear 400 or 413 naming what is wrong, nothing
 // is created, and the session that exists keeps working.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include "tests/support/daemon_harness.h"
@@ -103,6 +108,36 @@ TEST_CASE("daemon: hostile request bodies get 400/413 naming the field, nothing 
   CHECK(listed.json["sessions"][0]["session_id"] == "keeper");
   CHECK(daemon->Execute(s, "p").json["outputs"] == "ok");
   CHECK(daemon->CgroupChildren().size() == 1);
+}
+
+// Sends `request` as it is on a fresh connection and returns all the daemon answered.
+std::string RawExchange(int port, const std::string& request) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0);
+  REQUIRE(send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size()));
+  std::string answer;
+  char buffer[4096];
+  for (ssize_t n; (n = recv(fd, buffer, sizeof(buffer), 0)) > 0;) answer.append(buffer, n);
+  close(fd);
+  return answer;
+}
+
+TEST_CASE("daemon: a POST without Content-Length is told to send one, nothing created") {
+  auto daemon = Daemon::Start();
+  // What `curl -X POST URL` sends: no body, no Content-Length.
+  std::string answer = RawExchange(
+      daemon->port(), "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  INFO(answer);
+  CHECK(answer.rfind("HTTP/1.1 400", 0) == 0);
+  CHECK(answer.find("\"length_required\"") != std::string::npos);
+  CHECK(answer.find("needs a Content-Length header") != std::string::npos);
+  CHECK(daemon->Get("/v1/sessions").json["sessions"].empty());
 }
 
 }  // namespace
