@@ -151,6 +151,7 @@ const std::vector<ConfigRow>& Table() {
       CORRAL_ROW("process.call_timeout", SetDuration(v, &c.process.call_timeout)),
       CORRAL_ROW("process.start_timeout", SetDuration(v, &c.process.start_timeout)),
       CORRAL_ROW("process.max_queued_calls", SetCount(v, &c.process.max_queued_calls)),
+      CORRAL_ROW("process.memory_budget", SetSize(v, &c.process.memory_budget)),
       CORRAL_ROW("cgroup.parent", SetName(v, &c.cgroup_parent)),
       CORRAL_ROW("http.threads", SetCount(v, &c.http.threads)),
       CORRAL_ROW("http.max_connections", SetCount(v, &c.http.max_connections)),

@@ -25,6 +25,7 @@ struct ProcessBackendConfig {
   std::chrono::milliseconds call_timeout{30 * 1000};   // default per-call wall time
   std::chrono::milliseconds start_timeout{10 * 1000};  // launch until the worker answers ping
   uint64_t max_queued_calls = 8;  // calls waiting behind a running one, per session
+  uint64_t memory_budget = 0;     // sum of live sandboxes' memory limits; 0 = auto (90% host)
 };
 
 struct LimitsConfig {

@@ -36,8 +36,9 @@ class ProcessWorker : public Worker {
  public:
   ProcessWorker(LogContext context, std::unique_ptr<Sandbox> sandbox,
                 std::unique_ptr<WorkerChannel> channel, std::shared_ptr<ExitState> exit_state,
-                WorkerLimits limits)
-      : context_(std::move(context)),
+                WorkerLimits limits, MemoryBudget::Lease memory)
+      : memory_(std::move(memory)),
+        context_(std::move(context)),
         sandbox_(std::move(sandbox)),
         channel_(std::move(channel)),
         exit_state_(std::move(exit_state)),
@@ -100,6 +101,8 @@ class ProcessWorker : public Worker {
         .WithDetails(nlohmann::json{{"failure", failure.ToJson()}}.dump());
   }
 
+  // Declared first, so it is given back only after the sandbox is gone.
+  MemoryBudget::Lease memory_;
   const LogContext context_;
   std::unique_ptr<Sandbox> sandbox_;
   std::unique_ptr<WorkerChannel> channel_;
@@ -192,8 +195,9 @@ WorkerFailure FailureFromOutcome(const Outcome& outcome) {
   return failure;
 }
 
-ProcessBackend::ProcessBackend(const DaemonConfig& config, std::unique_ptr<Launcher> launcher)
-    : config_(config), launcher_(std::move(launcher)) {}
+ProcessBackend::ProcessBackend(const DaemonConfig& config, std::unique_ptr<Launcher> launcher,
+                               uint64_t memory_budget)
+    : config_(config), launcher_(std::move(launcher)), memory_(memory_budget) {}
 
 Result<std::unique_ptr<ProcessBackend>> ProcessBackend::Create(const DaemonConfig& config) {
   LauncherOptions options;
@@ -210,7 +214,9 @@ Result<std::unique_ptr<ProcessBackend>> ProcessBackend::Create(const DaemonConfi
   if (!fs::exists(fs::path(config.worker_dir) / "worker.py")) {
     return Status::NotFound(fmt::format("worker `{}/worker.py` not found", config.worker_dir));
   }
-  std::unique_ptr<ProcessBackend> backend(new ProcessBackend(config, std::move(launcher)));
+  CORRAL_ASSIGN_OR_RETURN(uint64_t budget, ResolveMemoryBudget(config.process.memory_budget));
+  kLog.Info(kNoSession, "memory budget for sandboxes: {} MiB", budget >> 20);
+  std::unique_ptr<ProcessBackend> backend(new ProcessBackend(config, std::move(launcher), budget));
   CORRAL_TRY_CTX(backend->CheckPolicy(config.default_policy), "default policy `{}`",
                  config.default_policy);
   return backend;
@@ -249,6 +255,10 @@ Result<std::unique_ptr<Worker>> ProcessBackend::Start(const WorkerSpec& spec,
                                                       FailureCallback on_failure) {
   LogContext context{spec.session_id, spec.tenant};
   CORRAL_ASSIGN_OR_RETURN(Policy policy, LoadPolicy(spec.policy));
+  CORRAL_ASSIGN_OR_RETURN(
+      MemoryBudget::Lease memory,
+      memory_.Reserve(policy.limits.memory,
+                      fmt::format("session `{}` (policy `{}`)", spec.session_id, spec.policy)));
   CORRAL_ASSIGN_OR_RETURN(auto ends, WorkerChannel::MakeSocketPair());
 
   auto exit_state = std::make_shared<ExitState>();
@@ -270,7 +280,7 @@ Result<std::unique_ptr<Worker>> ProcessBackend::Start(const WorkerSpec& spec,
   auto channel = std::make_unique<WorkerChannel>(std::move(ends.first), channel_options);
   WorkerLimits limits{policy.limits.memory, policy.limits.pids, policy.limits.cpus};
   auto worker = std::make_unique<ProcessWorker>(context, std::move(sandbox), std::move(channel),
-                                                exit_state, limits);
+                                                exit_state, limits, std::move(memory));
 
   // The session is ready only once the worker answers: a start that hangs is a failure.
   Result<nlohmann::json> ping =

@@ -15,6 +15,7 @@
 
 #include "manager/backend.h"
 #include "manager/config.h"
+#include "manager/memory_budget.h"
 #include "sandbox/launcher.h"
 #include "sandbox/policy.h"
 
@@ -33,12 +34,14 @@ class ProcessBackend : public Backend {
                                         FailureCallback on_failure) override;
 
  private:
-  ProcessBackend(const DaemonConfig& config, std::unique_ptr<Launcher> launcher);
+  ProcessBackend(const DaemonConfig& config, std::unique_ptr<Launcher> launcher,
+                 uint64_t memory_budget);
   // The parsed policy `name` from the policies directory, loaded once.
   Result<Policy> LoadPolicy(const std::string& name);
 
   const DaemonConfig config_;
   std::unique_ptr<Launcher> launcher_;
+  MemoryBudget memory_;  // every live worker holds a lease of its policy's memory limit
 
   std::mutex policies_mutex_;  // guards policies_
   std::map<std::string, Policy> policies_;

@@ -63,4 +63,8 @@ def daemon_overrides(chosen: dict) -> list[str]:
               + chosen["start_concurrency"] + 10)
     if needed <= SHIPPED_MAX_SESSIONS:
         return []
-    return [f"process.max_concurrent_sessions={needed}"]
+    # The shipped memory budget (90% of the host) admits only as many sessions as the host
+    # could give their whole limits.memory at once (~80 default sessions on 24 GiB). The density
+    # steps keep their sessions idle, so they overcommit on purpose, as an operator may.
+    return [f"process.max_concurrent_sessions={needed}",
+            f"process.memory_budget={needed * 256}Mi"]

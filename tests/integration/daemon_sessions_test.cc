@@ -249,6 +249,33 @@ TEST_CASE("daemon: past max_concurrent_sessions creation gets 429 and nothing el
   CHECK(daemon->Post("/v1/sessions", {{"session_id", "now-fits"}}).status == 201);
 }
 
+TEST_CASE("daemon: sessions whose memory limits would pass the budget get 429 (S47)") {
+  // Room for two default sessions (256 MiB each), not three, nor one `numeric` (2 GiB).
+  auto daemon = Daemon::Start({.overrides = {"process.memory_budget=600Mi"}});
+  std::vector<std::string> ids = {daemon->CreateSession(), daemon->CreateSession()};
+  for (const std::string& id : ids) {
+    daemon->CreatePythonProgram(id, "p", "def forward():\n    return 7\n");
+  }
+  for (const nlohmann::json& body :
+       {nlohmann::json{{"session_id", "third"}},
+        nlohmann::json{{"session_id", "big"}, {"policy", "numeric"}}}) {
+    HttpResult refused = daemon->Post("/v1/sessions", body);
+    INFO(refused.body);
+    CHECK(refused.status == 429);
+    CHECK(refused.code() == "memory_budget_exhausted");
+    CHECK(refused.json["error"]["message"].get<std::string>().find("process.memory_budget") !=
+          std::string::npos);
+    CHECK(refused.json["error"]["details"]["committed_bytes"] == uint64_t{512} << 20);
+    CHECK(daemon->Get("/v1/sessions/" + body["session_id"].get<std::string>()).status == 404);
+  }
+  CHECK(daemon->CgroupChildren().size() == 2);
+  for (const std::string& id : ids) CHECK(daemon->Execute(id, "p").json["outputs"] == 7);
+
+  // An ended session gives its share back.
+  CHECK(daemon->Delete("/v1/sessions/" + ids[0]).status == 204);
+  CHECK(daemon->Post("/v1/sessions", {{"session_id", "third"}}).status == 201);
+}
+
 TEST_CASE("daemon: concurrent DELETEs of a busy session: one 204, the rest 404 (S55)") {
   auto daemon = Daemon::Start();
   std::string s = daemon->CreateSession();
