@@ -2,6 +2,8 @@
 
 #include <ctime>
 
+#include "manager/reply_limits.h"
+
 namespace corral {
 namespace {
 
@@ -124,6 +126,11 @@ Result<nlohmann::json> Session::Call(const std::string& command, const nlohmann:
   lock.unlock();
 
   Result<nlohmann::json> result = worker->Call(command, args, timeout);
+  if (result.ok()) {
+    // The worker's own bounds are tenant-controlled: a program can forge its reply.
+    Status bounded = EnforceReplyLimits(command, params_.limits, &result.value());
+    if (!bounded.ok()) result = std::move(bounded);
+  }
   return AfterCall(command, args, std::move(result));
 }
 

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "manager/backend.h"
+#include "manager/config.h"
 #include "sandbox/log.h"
 #include "sandbox/status.h"
 
@@ -40,6 +41,7 @@ struct SessionParams {
   nlohmann::json metadata = nlohmann::json::object();
   std::chrono::milliseconds call_timeout{30000};  // shown in limits; calls pass their own
   uint64_t max_queued_calls = 8;                  // waiting calls past this get 429 session_busy
+  LimitsConfig limits;                            // applied again to what the worker answers
 };
 
 // Why a session ended (not failed): a client deleted it, it sat idle, the daemon stops.

@@ -83,6 +83,7 @@ Result<std::shared_ptr<Session>> SessionRegistry::Create(const CreateSessionRequ
   params.metadata = request.metadata;
   params.call_timeout = config_.process.call_timeout;
   params.max_queued_calls = config_.process.max_queued_calls;
+  params.limits = config_.limits;
 
   Status policy = backend->CheckPolicy(params.policy);
   if (!policy.ok() && policy.category() == ErrorCategory::kNotFound) {

@@ -15,7 +15,26 @@ namespace {
 const Logger kLog("worker_channel");
 constexpr size_t kReadChunk = 64 * 1024;
 
+// What a protocol error keeps of its message. Parser messages quote the offending input, and
+// the input is the tenant's: a 4 MiB number was kept in the session, logged three times and
+// returned by every listing.
+constexpr size_t kMaxProtocolMessage = 512;
+
 Status ProtocolError(std::string message) {
+  if (message.size() > kMaxProtocolMessage) {
+    size_t cut = message.size() - kMaxProtocolMessage;
+    message.resize(kMaxProtocolMessage);
+    // Never end inside a UTF-8 character.
+    while (!message.empty() && (static_cast<unsigned char>(message.back()) & 0xC0) == 0x80) {
+      message.pop_back();
+      ++cut;
+    }
+    if (!message.empty() && static_cast<unsigned char>(message.back()) >= 0xC0) {
+      message.pop_back();
+      ++cut;
+    }
+    message += fmt::format("... ({} more bytes)", cut);
+  }
   return Status::Unavailable("worker protocol error: " + std::move(message))
       .WithReason(std::string(kWorkerProtocolError));
 }

@@ -298,4 +298,30 @@ def encode_result(value: Any, max_result: int) -> bytes:
     if not json_depth_within(text, MAX_RESULT_DEPTH):
         raise WorkerError("result_not_serializable",
                           f"result nests deeper than {MAX_RESULT_DEPTH} levels")
+    if _LONG_DIGITS.search(text) is not None:  # cheap test first: most results have none
+        check_integers(value)
     return encoded
+
+
+# JSON readers, the daemon's among them, keep integers exactly only within 64 bits: 2**64 came
+# back as a float, and 10**400 failed the whole reply (and the session with it).
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+_LONG_DIGITS = re.compile(r"\d{19,}")
+
+
+def check_integers(value: Any) -> None:
+    """Refuses an integer in `value` that 64 bits cannot hold (depth already bounded)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not _INT_MIN <= item <= _INT_MAX:
+            digits = len(str(abs(item))) if item.bit_length() < 10000 else "over 3000"
+            raise WorkerError("result_not_serializable",
+                              f"result holds an integer of {digits} digits, beyond 64 bits: "
+                              "return it as a string")
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)

@@ -92,9 +92,9 @@ TEST_CASE("daemon: tenant code forging frames on the channel fails only its sess
   std::string forger = daemon->CreateSession();
   std::string neighbour = daemon->CreateSession();
   daemon->CreatePythonProgram(neighbour, "echo", kEcho);
-  daemon->CreatePythonProgram(forger, "forge",
-                              std::string(kForgeHelpers) + "def forward():\n" + body +
-                                  "    return 'not forged'\n");
+  daemon->CreatePythonProgram(
+      forger, "forge",
+      std::string(kForgeHelpers) + "def forward():\n" + body + "    return 'not forged'\n");
 
   HttpResult forged = daemon->Execute(forger, "forge", {}, 10000);
   INFO(forged.body);
@@ -105,6 +105,57 @@ TEST_CASE("daemon: tenant code forging frames on the channel fails only its sess
   CHECK(daemon->Get("/healthz").status == 200);
   CHECK(daemon->Execute(neighbour, "echo", {{"x", 7}}).json["outputs"] == 7);
   CHECK(daemon->Delete("/v1/sessions/" + forger).status == 204);
+}
+
+TEST_CASE("daemon: a forged reply past the output and result limits is bounded by the daemon") {
+  // The worker's own bounds are tenant code's to bypass: the program writes the reply itself.
+  auto [name, outputs, stdout_bytes, status] = GENERATE(table<std::string, int, int, int>({
+      {"result over max_result_bytes", 2 << 20, 0, 422},
+      {"output over max_output_bytes", 3, 1 << 20, 200},
+  }));
+  INFO(name);
+  auto daemon =
+      Daemon::Start({.overrides = {"limits.max_result_bytes=1Mi", "limits.max_output_bytes=64Ki"}});
+  std::string forger = daemon->CreateSession();
+  daemon->CreatePythonProgram(forger, "forge", std::string(kForgeHelpers) + R"(
+def forward(outputs, stdout):
+    reply = {"outputs": "A" * outputs, "stdout": "\u00e9" * stdout, "stderr": "",
+             "stdout_truncated": False, "stderr_truncated": False, "duration_ms": 0}
+    os.write(3, frame({"id": request_id(), "result": reply}))
+    return "not forged"
+)");
+  HttpResult forged =
+      daemon->Execute(forger, "forge", {{"outputs", outputs}, {"stdout", stdout_bytes}}, 20000);
+  INFO(forged.body.substr(0, 300));
+  CHECK(forged.status == status);
+  CHECK(forged.body.size() < (1 << 20));
+  if (status == 422) {
+    CHECK(forged.code() == "result_too_large");
+    CHECK(forged.json["error"]["details"]["limit"] == 1 << 20);
+  } else {
+    // 64 Ki characters of two bytes each: cut at a character, never inside one.
+    CHECK(forged.json["stdout"].get<std::string>().size() == 2 * (64 << 10));
+    CHECK(forged.json["stdout_truncated"] == true);
+  }
+}
+
+TEST_CASE("daemon: tenant bytes in a protocol error are cut before they are kept or logged") {
+  auto daemon = Daemon::Start();
+  std::string forger = daemon->CreateSession();
+  // A 4 MiB number: the parser's error message would quote all of it.
+  daemon->CreatePythonProgram(forger, "forge", std::string(kForgeHelpers) + R"(
+def forward():
+    body = b'{"id":' + str(request_id()).encode() + b',"result":1' + b'0' * (4 << 20) + b'}'
+    os.write(3, struct.pack(">I", len(body)) + body)
+    return 1
+)");
+  HttpResult forged = daemon->Execute(forger, "forge", {}, 20000);
+  CHECK(forged.code() == "worker_protocol_error");
+  CHECK(forged.body.size() < 4096);
+  HttpResult info = WaitForStatus(*daemon, forger, "failed");
+  CHECK(info.body.size() < 8192);
+  CHECK(daemon->Get("/v1/sessions").body.size() < 8192);
+  CHECK(daemon->log().size() < (64 << 10));
 }
 
 TEST_CASE("daemon: no secret of the daemon's environment reaches tenant code (S10)") {

@@ -288,6 +288,18 @@ class ErrorTest(WorkerTestCase):
         self.assertEqual(reply["error"]["type"], "invalid_inputs")
         self.assertEqual(self.worker.result("list_programs")["programs"][0]["executions"], 0)
 
+    def test_integers_beyond_64_bits_are_refused(self) -> None:
+        self.create("big", "def forward(n):\n    return {'v': [2 ** n]}\n")
+        for n, fits in [(63, True), (64, False), (1400, False)]:
+            with self.subTest(n=n):
+                reply = self.execute("big", n=n)
+                if fits:
+                    self.assertEqual(reply["result"]["outputs"], {"v": [2 ** n]})
+                else:
+                    self.assertEqual(reply["error"]["type"], "result_not_serializable")
+                    self.assertIn("beyond 64 bits", reply["error"]["message"])
+        self.assertEqual(self.execute("big", n=3)["result"]["outputs"], {"v": [8]})
+
     def test_result_not_serializable(self) -> None:
         cases = {
             "object": "return object()",
