@@ -167,9 +167,10 @@ Result<WorkerReply> WorkerChannel::Await(uint64_t id,
   return Status::DeadlineExceeded("deadline").WithReason(std::string(kWallTimeout));
 }
 
-void WorkerChannel::SetRequestHandler(RequestHandler handler) {
+void WorkerChannel::SetRequestHandler(RequestHandler handler, std::set<std::string> types) {
   std::lock_guard lock(mutex_);
   handler_ = std::move(handler);
+  request_types_ = std::move(types);
 }
 
 Status WorkerChannel::Send(const nlohmann::json& frame) {
@@ -299,6 +300,9 @@ bool WorkerChannel::Dispatch(const nlohmann::json& frame) {
       return DeliverReply(id->get<uint64_t>(), frame);
     }
     handler = handler_;
+    if (!request_types_.empty() && request_types_.count(type->get<std::string>()) == 0) {
+      handler = nullptr;
+    }
   }
   if (!handler) {
     Fault(ProtocolError(fmt::format("unsolicited frame of type `{}`", type->get<std::string>())));

@@ -29,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -90,8 +91,9 @@ class WorkerChannel {
                            const std::string& session_id = "");
 
   // Frames the worker starts (requests for a language model, ...). Without a handler such a
-  // frame is a protocol fault. Set it before the worker can send one.
-  void SetRequestHandler(RequestHandler handler);
+  // frame is a protocol fault, and so is one whose type is not in `types` when that is not
+  // empty. Set it before the worker can send one.
+  void SetRequestHandler(RequestHandler handler, std::set<std::string> types = {});
   // Writes a frame that answers a worker-initiated request.
   Status Send(const nlohmann::json& frame);
 
@@ -126,6 +128,7 @@ class WorkerChannel {
   Status fault_;                         // sticky once not ok
   bool closing_ = false;
   RequestHandler handler_;
+  std::set<std::string> request_types_;  // empty: every type goes to handler_
 
   std::thread reader_;  // started last, after every member above exists
 };

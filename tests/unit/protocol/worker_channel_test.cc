@@ -293,5 +293,17 @@ TEST_CASE("worker channel routes worker-initiated frames to the request handler"
   CHECK(reply->result["handled"]["type"] == "lm_response");
 }
 
+TEST_CASE("worker channel faults on a worker-initiated frame of a type its handler does not serve",
+          "[worker_channel]") {
+  auto worker = SpawnHostile("lm_request");
+  std::atomic<int> seen = 0;
+  worker->channel->SetRequestHandler([&](const nlohmann::json&) { ++seen; }, {"log_request"});
+  auto reply = worker->channel->Call("ping", {}, Patient());
+  REQUIRE_FALSE(reply.ok());
+  CHECK(reply.status().reason() == kWorkerProtocolError);
+  CHECK(reply.status().message().find("`lm_request`") != std::string::npos);
+  CHECK(seen == 0);
+}
+
 }  // namespace
 }  // namespace corral
