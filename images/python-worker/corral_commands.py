@@ -6,8 +6,10 @@ name its session, so one session's request can never reach another's programs.
 
 Commands (args -> result):
   ping {} -> {pong, pid, python}
-  create_program {program_id, kind, source, entrypoint | signature, instructions}
-      -> {program_id, kind, created_at, entrypoint | input_fields, output_fields, instructions}
+  create_program {program_id, kind, source, entrypoint | signature, instructions,
+                  chain_of_thought, demos}
+      -> {program_id, kind, created_at, entrypoint | input_fields, output_fields, instructions,
+          chain_of_thought, demos}
   execute_program {program_id, inputs}
       -> {outputs, stdout, stderr, stdout_truncated, stderr_truncated, duration_ms}
   list_programs {} -> {programs: [{program_id, kind, created_at, executions}]}
@@ -17,7 +19,10 @@ Commands (args -> result):
 Error types: unknown_command, invalid_args (with `field`), missing_session_id,
 invalid_program_id, program_exists, program_error (exception, traceback, stdout, stderr),
 invalid_program, invalid_signature (position, path), program_not_found, invalid_inputs,
-result_not_serializable, result_too_large (size, limit), lm_not_configured, internal_error.
+result_not_serializable, result_too_large (size, limit), internal_error; from a model call
+(signature programs, corral.lm): lm_parse_error (raw_reply), lm_invalid_request, and the
+daemon's lm_not_configured, lm_rate_limited, lm_timeout, lm_unavailable, lm_bad_response
+(status).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from corral_programs import (Program, WorkerError, bind_inputs, check_program_id
                              safe_str,
                              check_signature_inputs,
                              create_python, create_signature, encode_result, run_python)
+from corral_lm import LmPort, run_signature
 from corral_protocol import Config, Log, ProtocolError, utc_stamp
 
 _MISSING = object()
@@ -67,9 +73,10 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 class Worker:
-    def __init__(self, config: Config, log: Log) -> None:
+    def __init__(self, config: Config, log: Log, lm: LmPort | None = None) -> None:
         self._config = config
         self._log = log
+        self._lm = lm
         self._sessions: dict[str, Session] = {}
         self._started_at = time.time()
         self._commands: dict[str, Callable[[str, dict[str, Any]], Reply]] = {
@@ -94,7 +101,11 @@ class Worker:
         try:
             session_id = self._session_id(request)
             command, args = self._command(request)
+            if self._lm is not None:
+                self._lm.session_id = session_id
             result = command(session_id, args)
+        except ProtocolError:
+            raise  # the daemon broke the protocol during a model call: stop, never guess
         except WorkerError as error:
             return self._error_reply(request_id, session_id, error)
         except BaseException as error:  # noqa: B036 - a worker bug, or tenant objects that raise
@@ -103,6 +114,9 @@ class Worker:
             self._log.write("error", f"internal error: {message}", session_id)
             return self._error_reply(request_id, session_id,
                                      WorkerError("internal_error", message))
+        finally:
+            if self._lm is not None:
+                self._lm.raise_if_broken()  # tenant code may have swallowed the error
         return self._result_reply(request_id, session_id, result)
 
     def _session_id(self, request: dict[str, Any]) -> str:
@@ -176,7 +190,9 @@ class Worker:
                                     self._config.max_output, keep_module=not self._config.pool)
         elif kind == "signature":
             program = create_signature(program_id, arg(args, "signature", (str, dict)),
-                                       arg(args, "instructions", str, None))
+                                       arg(args, "instructions", str, None),
+                                       arg(args, "chain_of_thought", bool, False),
+                                       arg(args, "demos", list, None))
         else:
             raise WorkerError("invalid_args", "`kind` must be \"python\" or \"signature\"",
                               field="kind")
@@ -191,6 +207,8 @@ class Worker:
             described["input_fields"] = [f.to_json() for f in program.signature.inputs]
             described["output_fields"] = [f.to_json() for f in program.signature.outputs]
             described["instructions"] = program.instructions
+            described["chain_of_thought"] = program.chain_of_thought
+            described["demos"] = len(program.demos)
         else:
             described["entrypoint"] = program.entrypoint
         return described
@@ -201,9 +219,7 @@ class Worker:
         if not isinstance(inputs, dict):
             raise WorkerError("invalid_inputs", "`inputs` must be an object")
         if program.signature is not None:
-            check_signature_inputs(program.signature, inputs)
-            raise WorkerError("lm_not_configured", "signature programs need a language model; "
-                              "no model endpoint is configured for this session")
+            return self._execute_signature(session_id, program, inputs)
         assert program.function is not None
         bind_inputs(program.function, inputs)
         program.executions += 1
@@ -211,6 +227,19 @@ class Worker:
         value, captured = run_python(program, inputs, self._config.max_output)
         outputs = encode_result(value, self._config.max_result)
         return b'{"outputs":' + outputs + b"," + encode(captured)[1:]
+
+    def _execute_signature(self, session_id: str, program: Program,
+                           inputs: dict[str, Any]) -> Reply:
+        check_signature_inputs(program.signature, inputs)
+        program.executions += 1
+        self._session(session_id).executions += 1
+        started = time.perf_counter()
+        outputs = run_signature(program, inputs)
+        duration_ms = (time.perf_counter() - started) * 1000.0
+        encoded = encode_result(outputs, self._config.max_result)
+        captured = {"stdout": "", "stderr": "", "stdout_truncated": False,
+                    "stderr_truncated": False, "duration_ms": duration_ms}
+        return b'{"outputs":' + encoded + b"," + encode(captured)[1:]
 
     def list_programs(self, session_id: str, args: dict[str, Any]) -> Reply:
         session = self._sessions.get(session_id, Session())

@@ -2,8 +2,8 @@
 
 A python program is tenant source run once, at creation, as a fresh module namespace; its
 entrypoint is then called with the inputs as keyword arguments, and its module-level state lives
-as long as the program. A signature program only declares fields; running it needs a language
-model, which this worker does not reach yet.
+as long as the program. A signature program declares fields, instructions and demos; it is run
+by asking a language model through the daemon (corral_lm.py, corral_adapter.py).
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class Program:
     namespace: dict[str, Any] = field(default_factory=dict)
     signature: Signature | None = None
     instructions: str = ""
+    chain_of_thought: bool = False
+    demos: list[dict[str, Any]] = field(default_factory=list)
     source: str = ""
     executions: int = 0
 
@@ -202,7 +204,14 @@ def _run_module(module: types.ModuleType, program_id: str, source: str, limit: i
                               stdout=out.getvalue(), stderr=err.getvalue()) from None
 
 
-def create_signature(program_id: str, spec: Any, instructions: Any) -> Program:
+MAX_DEMOS = 64
+
+
+def create_signature(program_id: str, spec: Any, instructions: Any, chain_of_thought: Any = False,
+                     demos: Any = None) -> Program:
+    if not isinstance(chain_of_thought, bool):
+        raise WorkerError("invalid_args", "`chain_of_thought` must be true or false",
+                          field="chain_of_thought")
     if instructions is None:
         instructions = spec.get("instructions", "") if isinstance(spec, dict) else ""
     if not isinstance(instructions, str):
@@ -213,7 +222,30 @@ def create_signature(program_id: str, spec: Any, instructions: Any) -> Program:
         details = {"position": error.position, **({"path": error.path} if error.path else {})}
         raise WorkerError("invalid_signature", str(error), **details) from None
     return Program(program_id, "signature", time.time(), signature=signature,
-                   instructions=instructions)
+                   instructions=instructions, chain_of_thought=chain_of_thought,
+                   demos=check_demos(signature, demos, chain_of_thought))
+
+
+def check_demos(signature: Signature, demos: Any, chain_of_thought: bool) -> list[dict[str, Any]]:
+    """Few-shot examples: objects whose keys are the signature's fields (a demo may leave some
+    out, as in DSPy; `reasoning` too when the program thinks step by step)."""
+    if demos is None:
+        return []
+    if not isinstance(demos, list) or len(demos) > MAX_DEMOS:
+        raise WorkerError("invalid_args", f"`demos` must be a list of at most {MAX_DEMOS} objects",
+                          field="demos")
+    names = {f.name for f in signature.inputs + signature.outputs}
+    if chain_of_thought:
+        names.add("reasoning")
+    for index, demo in enumerate(demos):
+        if not isinstance(demo, dict) or not demo:
+            raise WorkerError("invalid_args", f"demos[{index}] must be a non-empty object",
+                              field="demos")
+        unknown = sorted(set(demo) - names)
+        if unknown:
+            raise WorkerError("invalid_args", f"demos[{index}] has `{unknown[0][:64]}`, which is "
+                              "not a field of the signature", field="demos")
+    return demos
 
 
 def bind_inputs(function: Callable[..., Any], inputs: dict[str, Any]) -> None:
@@ -245,6 +277,8 @@ def run_python(program: Program, inputs: dict[str, Any], limit: int) -> tuple[An
         "stderr_truncated": err.truncated,
         "duration_ms": round(duration_ms, 3),  # microseconds: finer is only timer noise
     }
+    if isinstance(failure, WorkerError) and failure.error_type.startswith("lm_"):
+        raise failure  # a model call that failed keeps its type (lm_rate_limited, ...)
     if failure is not None:
         raise WorkerError("program_error", safe_str(failure), exception=type(failure).__name__,
                           traceback=format_exception(failure, program_filename(program.program_id),

@@ -4,7 +4,8 @@ Started inside the session's sandbox as ``/usr/bin/python3 -I /opt/corral/worker
 the worker protocol (ARCHITECTURE.md "The worker protocol") on a dedicated descriptor, never on
 stdout, because tenant code may print anything: what it prints is captured, bounded, and returned
 with the result. One frame = a 4-byte big-endian length + one UTF-8 JSON object. Requests are
-handled one at a time, in order.
+handled one at a time, in order; while one runs, the worker may send `lm_request` frames and
+wait for their `lm_response` (corral_lm.py).
 
 Environment: CORRAL_CHANNEL_FD (3), CORRAL_MAX_FRAME (16 MiB), CORRAL_MAX_OUTPUT (characters
 of captured stdout, and of stderr, kept per call: 1 Mi), CORRAL_MAX_RESULT (8 MiB), CORRAL_POOL
@@ -24,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from corral_protocol import Channel, Config, Log, ProtocolError  # noqa: E402
 from corral_commands import Worker  # noqa: E402
+import corral_lm  # noqa: E402
 
 
 def serve(channel: Channel, worker: Worker, log: Log) -> int:
@@ -56,7 +58,9 @@ def main() -> int:
         return 2
     log = Log(config.log_format)
     channel = Channel(config.channel_fd, config.max_frame)
-    worker = Worker(config, log)
+    lm = corral_lm.LmPort(channel, config.max_frame)
+    corral_lm.install(lm)  # signature programs and `import corral` in tenant code share it
+    worker = Worker(config, log, lm)
     mode = "pool" if config.pool else "process"
     log.write("info", f"worker started in {mode} mode, pid {os.getpid()}")
     return serve(channel, worker, log)

@@ -491,13 +491,105 @@ class SignatureProgramTest(WorkerTestCase):
         self.assertEqual(error["position"], 3)
         self.assertIn("position 3", error["message"])
 
-    def test_execute_needs_a_language_model(self) -> None:
+    def lm_request(self) -> dict[str, Any]:
+        """The next frame from the worker, which must be a model request."""
+        frame = self.worker.receive()
+        self.assertEqual(frame["type"], "lm_request", frame)
+        self.assertIsInstance(frame["id"], str)
+        return frame
+
+    def answer(self, frame: dict[str, Any], content: str) -> None:
+        self.worker.send({"type": "lm_response", "id": frame["id"],
+                          "result": {"content": content,
+                                     "usage": {"prompt_tokens": 1, "completion_tokens": 1}}})
+
+    def start_execute(self, program_id: str, **inputs: Any) -> int:
+        self.worker.next_id += 1
+        self.worker.send({"id": self.worker.next_id, "command": "execute_program",
+                          "args": {"program_id": program_id, "inputs": inputs}})
+        return self.worker.next_id
+
+    def test_execute_asks_the_daemon_and_types_the_reply(self) -> None:
+        self.worker.result("create_program", {"program_id": "qa", "kind": "signature",
+                                              "signature": "question -> answer, n: int"})
+        request_id = self.start_execute("qa", question="why?")
+        frame = self.lm_request()
+        self.assertEqual([m["role"] for m in frame["messages"]], ["system", "user"])
+        self.assertIn("[[ ## question ## ]]\nwhy?", frame["messages"][1]["content"])
+        self.assertEqual(frame["settings"], {})
+        self.answer(frame, "[[ ## answer ## ]]\nbecause\n\n[[ ## n ## ]]\n42\n\n"
+                           "[[ ## completed ## ]]")
+        reply = self.worker.receive()
+        self.assertEqual(reply["id"], request_id)
+        self.assertEqual(reply["result"]["outputs"], {"answer": "because", "n": 42})
+
+    def test_a_malformed_reply_gets_one_corrective_retry_then_lm_parse_error(self) -> None:
+        self.worker.result("create_program", {"program_id": "qa", "kind": "signature",
+                                              "signature": "question -> n: int"})
+        self.start_execute("qa", question="how many?")
+        first = self.lm_request()
+        self.answer(first, "[[ ## n ## ]]\nmany")
+        second = self.lm_request()
+        self.assertEqual(len(second["messages"]), 4)
+        self.assertEqual(second["messages"][2], {"role": "assistant",
+                                                 "content": "[[ ## n ## ]]\nmany"})
+        self.assertIn("could not be used", second["messages"][3]["content"])
+        self.answer(second, "still many")
+        error = self.worker.receive()["error"]
+        self.assertEqual(error["type"], "lm_parse_error")
+        self.assertEqual(error["raw_reply"], "still many")
+
+    def test_a_daemon_error_keeps_its_type_and_status(self) -> None:
         self.worker.result("create_program", {"program_id": "qa", "kind": "signature",
                                               "signature": "question -> answer"})
-        error = self.execute("qa", question="why?")["error"]
-        self.assertEqual(error["type"], "lm_not_configured")
+        self.start_execute("qa", question="why?")
+        frame = self.lm_request()
+        self.worker.send({"type": "lm_response", "id": frame["id"],
+                          "error": {"type": "lm_rate_limited", "message": "slow down",
+                                    "status": 429}})
+        error = self.worker.receive()["error"]
+        self.assertEqual((error["type"], error["status"]), ("lm_rate_limited", 429))
         self.assertEqual(self.execute("qa", wrong="x")["error"]["type"], "invalid_inputs")
         self.assertEqual(self.execute("qa", question=5)["error"]["type"], "invalid_inputs")
+
+    def test_tenant_code_reaches_the_model_through_the_corral_module(self) -> None:
+        self.worker.result("create_program", {
+            "program_id": "p", "kind": "python",
+            "source": "import corral\ndef forward(q):\n"
+                      "    return corral.lm([{'role': 'user', 'content': q}], temperature=0.5)\n"})
+        request_id = self.start_execute("p", q="hello")
+        frame = self.lm_request()
+        self.assertEqual(frame["messages"], [{"role": "user", "content": "hello"}])
+        self.assertEqual(frame["settings"], {"temperature": 0.5})
+        self.answer(frame, "hi there")
+        reply = self.worker.receive()
+        self.assertEqual((reply["id"], reply["result"]["outputs"]), (request_id, "hi there"))
+
+    def test_a_frame_that_is_not_the_awaited_reply_ends_the_worker(self) -> None:
+        self.worker.result("create_program", {
+            "program_id": "p", "kind": "python",
+            "source": "import corral\ndef forward():\n"
+                      "    try:\n        return corral.lm('x')\n"
+                      "    except BaseException:\n        return 'swallowed'\n"})
+        self.start_execute("p")
+        frame = self.lm_request()
+        self.worker.send({"type": "lm_response", "id": frame["id"] + "-other",
+                          "result": {"content": "x"}})
+        code, _, stderr = self.worker.close()
+        self.assertEqual(code, 2, stderr)
+        self.assertIn(b"lm_response", stderr)
+
+    def test_demos_and_chain_of_thought_are_checked_at_creation(self) -> None:
+        created = self.worker.result("create_program", {
+            "program_id": "cot", "kind": "signature", "signature": "question -> answer",
+            "chain_of_thought": True,
+            "demos": [{"question": "1+1?", "reasoning": "add", "answer": "2"}]})
+        self.assertEqual((created["chain_of_thought"], created["demos"]), (True, 1))
+        error = self.worker.error("create_program", {
+            "program_id": "bad", "kind": "signature", "signature": "question -> answer",
+            "demos": [{"questio": "typo"}]})
+        self.assertEqual((error["type"], error["field"]), ("invalid_args", "demos"))
+        self.assertIn("questio", error["message"])
 
 
 class SignatureParserTest(unittest.TestCase):
