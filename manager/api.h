@@ -12,6 +12,7 @@
 
 #include "manager/config.h"
 #include "manager/http_server.h"
+#include "manager/lm_gateway.h"
 #include "manager/session_registry.h"
 
 namespace corral {
@@ -20,18 +21,25 @@ struct ApiContext {
   const DaemonConfig* config = nullptr;
   SessionRegistry* registry = nullptr;
   std::function<Status()> ready;  // readiness of the launcher and the backends
+  LmGateway* lm = nullptr;        // model settings and usage of sessions
 };
 
 std::vector<Route> SessionRoutes(ApiContext* context);
 std::vector<Route> ProgramRoutes(ApiContext* context);
 std::vector<Route> CallRoutes(ApiContext* context);
 std::vector<Route> HealthRoutes(ApiContext* context);
+std::vector<Route> LmRoutes(ApiContext* context);
 
 // Every route of the v1 API.
 std::vector<Route> AllRoutes(ApiContext* context);
 
 // Shared by the handlers: the session named by the `{id}` path parameter.
 Result<std::shared_ptr<Session>> SessionFromPath(ApiContext* context, const ApiRequest& request);
+// A session as GET shows it: Session::Info() plus its model settings and usage (`lm`).
+nlohmann::json SessionJson(ApiContext* context, Session& session);
+// The configure_lm command of POST /v1/sessions/{id}/call, served by the daemon itself.
+Result<nlohmann::json> ConfigureLm(ApiContext* context, const Session& session,
+                                   const nlohmann::json& args);
 // A call's timeout: `timeout_ms` from the body, else the configured default.
 std::chrono::milliseconds CallTimeout(ApiContext* context, const nlohmann::json& body);
 // Upper bound of `timeout_ms` in request bodies: one hour.

@@ -35,15 +35,22 @@ ApiResponse Call(ApiContext* context, const ApiRequest& request) {
   Status valid = ValidateFields(*body, kCallFields);
   if (!valid.ok()) return ErrorResponse(valid);
   std::string command = (*body)["command"].get<std::string>();
-  Status known = CheckCommand(command);
+  Status known = command == "configure_lm" ? Status::Ok() : CheckCommand(command);
   if (!known.ok()) return ErrorResponse(known);
 
   Result<std::shared_ptr<Session>> session = SessionFromPath(context, request);
   if (!session.ok()) return ErrorResponse(session.status());
   nlohmann::json args = body->value("args", nlohmann::json::object());
   if (args.is_null()) args = nlohmann::json::object();
-  Result<nlohmann::json> result = (*session)->Call(command, args, CallTimeout(context, *body));
+  // Model settings live in the daemon, which holds the endpoints: the worker never sees them.
+  Result<nlohmann::json> result =
+      command == "configure_lm" ? ConfigureLm(context, **session, args)
+                                : (*session)->Call(command, args, CallTimeout(context, *body));
   if (!result.ok()) return ErrorResponse(result.status());
+  if (command == "get_stats" && context->lm != nullptr && result->is_object()) {
+    nlohmann::json lm = context->lm->SessionInfo((*session)->id());
+    (*result)["lm"] = lm.is_object() ? lm["usage"] : lm;
+  }
   return JsonResponse(200, {{"result", *result}});
 }
 

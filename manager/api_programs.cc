@@ -19,6 +19,8 @@ const std::array kCreateFields = {
     FieldSpec{"entrypoint", FieldType::kString, false, kEntrypointPattern},
     FieldSpec{"signature", FieldType::kAny},
     FieldSpec{"instructions", FieldType::kString},
+    FieldSpec{"chain_of_thought", FieldType::kAny},  // the worker checks both against the
+    FieldSpec{"demos", FieldType::kAny},             // signature they belong to
 };
 
 const std::array kExecuteFields = {

@@ -18,6 +18,7 @@ const std::array kCreateFields = {
     FieldSpec{"policy", FieldType::kString, false, kPolicyNamePattern},
     FieldSpec{"backend", FieldType::kString, false, kPolicyNamePattern},
     FieldSpec{"metadata", FieldType::kObject, false, "", kMaxMetadataBytes},
+    FieldSpec{"lm", FieldType::kObject},
 };
 
 std::optional<std::string> OptionalString(const nlohmann::json& body, const char* name) {
@@ -38,12 +39,25 @@ Result<CreateSessionRequest> ParseCreate(const ApiRequest& request) {
   return create;
 }
 
+// The `lm` object of a create request, checked before anything starts.
+Result<LmSettings> ParseCreateLm(ApiContext* context, const ApiRequest& request) {
+  if (context->lm == nullptr) return LmSettings{};
+  nlohmann::json body = nlohmann::json::parse(request.body, nullptr, false);
+  nlohmann::json lm = body.is_object() ? body.value("lm", nlohmann::json()) : nlohmann::json();
+  return context->lm->ParseSettings(lm, context->lm->Defaults());
+}
+
 ApiResponse CreateSession(ApiContext* context, const ApiRequest& request) {
   Result<CreateSessionRequest> create = ParseCreate(request);
   if (!create.ok()) return ErrorResponse(create.status());
+  Result<LmSettings> lm = ParseCreateLm(context, request);
+  if (!lm.ok()) return ErrorResponse(lm.status());
   Result<std::shared_ptr<Session>> session = context->registry->Create(*create);
   if (!session.ok()) return ErrorResponse(session.status());
-  return JsonResponse(201, (*session)->Info());
+  if (context->lm != nullptr) {
+    context->lm->SetSession((*session)->id(), create->tenant, *lm, *session);
+  }
+  return JsonResponse(201, SessionJson(context, **session));
 }
 
 ApiResponse ListSessions(ApiContext* context, const ApiRequest& request) {
@@ -56,7 +70,7 @@ ApiResponse ListSessions(ApiContext* context, const ApiRequest& request) {
   }
   nlohmann::json sessions = nlohmann::json::array();
   for (const auto& session : context->registry->List(user_id)) {
-    sessions.push_back(session->Info());
+    sessions.push_back(SessionJson(context, *session));
   }
   return JsonResponse(200, {{"sessions", sessions}});
 }
@@ -64,7 +78,7 @@ ApiResponse ListSessions(ApiContext* context, const ApiRequest& request) {
 ApiResponse GetSession(ApiContext* context, const ApiRequest& request) {
   Result<std::shared_ptr<Session>> session = SessionFromPath(context, request);
   if (!session.ok()) return ErrorResponse(session.status());
-  return JsonResponse(200, (*session)->Info());
+  return JsonResponse(200, SessionJson(context, **session));
 }
 
 ApiResponse DeleteSession(ApiContext* context, const ApiRequest& request) {
@@ -73,6 +87,7 @@ ApiResponse DeleteSession(ApiContext* context, const ApiRequest& request) {
   if (!valid.ok()) return ErrorResponse(valid);
   Status deleted = context->registry->Delete(id);
   if (!deleted.ok()) return ErrorResponse(deleted);
+  if (context->lm != nullptr) context->lm->ForgetSession(id);
   return EmptyResponse(204);
 }
 
@@ -105,7 +120,7 @@ std::vector<Route> SessionRoutes(ApiContext* context) {
 
 std::vector<Route> AllRoutes(ApiContext* context) {
   std::vector<Route> routes;
-  for (auto group : {SessionRoutes, ProgramRoutes, CallRoutes, HealthRoutes}) {
+  for (auto group : {SessionRoutes, ProgramRoutes, CallRoutes, HealthRoutes, LmRoutes}) {
     std::vector<Route> more = group(context);
     routes.insert(routes.end(), more.begin(), more.end());
   }

@@ -16,9 +16,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Applies one scalar to the config. `base_dir` resolves relative paths.
+// Applies one scalar to the config. `base_dir` resolves relative paths; `name` is the path
+// segment a `*` in the row matched (an endpoint's name), empty for plain rows.
 using Setter = Status (*)(DaemonConfig& config, const std::string& value,
-                          const std::string& base_dir);
+                          const std::string& base_dir, const std::string& name);
 
 struct ConfigRow {
   std::string_view path;
@@ -120,12 +121,15 @@ Status SetMillis(const std::string& value, std::chrono::milliseconds* out, bool 
   return Status::Ok();
 }
 
-#define CORRAL_ROW(key, body)                                                           \
-  {                                                                                     \
-    key, [](DaemonConfig& c, const std::string& v, const std::string& base) -> Status { \
-      (void)base;                                                                       \
-      return body;                                                                      \
-    }                                                                                   \
+#define CORRAL_ROW(key, body)                                              \
+  {                                                                        \
+    key,                                                                   \
+        [](DaemonConfig& c, const std::string& v, const std::string& base, \
+           const std::string& w) -> Status {                               \
+          (void)base;                                                      \
+          (void)w;                                                         \
+          return body;                                                     \
+        }                                                                  \
   }
 
 // One row per key; docs/config.md has the same rows with meanings and defaults.
@@ -159,23 +163,74 @@ const std::vector<ConfigRow>& Table() {
       CORRAL_ROW("http.read_timeout", SetDuration(v, &c.http.read_timeout)),
       CORRAL_ROW("http.write_timeout", SetDuration(v, &c.http.write_timeout)),
       CORRAL_ROW("http.keep_alive_max", SetCount(v, &c.http.keep_alive_max)),
+      // The language-model gateway (manager/lm_config.h). `*` is an endpoint's name.
+      CORRAL_ROW("lm.default_endpoint", SetLmText(v, &c.lm.default_endpoint)),
+      CORRAL_ROW("lm.cache", SetBool(v, &c.lm.cache)),
+      CORRAL_ROW("lm.cache_entries", SetCount(v, &c.lm.cache_entries)),
+      CORRAL_ROW("lm.limits.session_calls_per_minute",
+                 SetCount(v, &c.lm.limits.session_calls_per_minute)),
+      CORRAL_ROW("lm.limits.tenant_calls_per_minute",
+                 SetCount(v, &c.lm.limits.tenant_calls_per_minute)),
+      CORRAL_ROW("lm.limits.session_tokens_per_day",
+                 SetCount(v, &c.lm.limits.session_tokens_per_day)),
+      CORRAL_ROW("lm.limits.tenant_tokens_per_day",
+                 SetCount(v, &c.lm.limits.tenant_tokens_per_day)),
+      CORRAL_ROW("lm.endpoints.*.base_url", SetLmUrl(v, &LmEndpoint(c.lm, w).base_url)),
+      CORRAL_ROW("lm.endpoints.*.model", SetLmText(v, &LmEndpoint(c.lm, w).model)),
+      CORRAL_ROW("lm.endpoints.*.api_key_env", SetLmEnvName(v, &LmEndpoint(c.lm, w).api_key_env)),
+      CORRAL_ROW("lm.endpoints.*.api_key_file",
+                 SetPath(v, base, &LmEndpoint(c.lm, w).api_key_file)),
+      CORRAL_ROW("lm.endpoints.*.timeout", SetDuration(v, &LmEndpoint(c.lm, w).timeout)),
+      CORRAL_ROW("lm.endpoints.*.retries", SetCount(v, &LmEndpoint(c.lm, w).retries)),
+      CORRAL_ROW("lm.endpoints.*.retry_backoff",
+                 SetDuration(v, &LmEndpoint(c.lm, w).retry_backoff)),
+      CORRAL_ROW("lm.endpoints.*.max_concurrent", SetCount(v, &LmEndpoint(c.lm, w).max_concurrent)),
   };
   return kTable;
 }
 
 #undef CORRAL_ROW
 
-const ConfigRow* FindRow(std::string_view path) {
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> segments;
+  size_t start = 0;
+  while (true) {
+    size_t dot = path.find('.', start);
+    segments.push_back(path.substr(start, dot - start));
+    if (dot == std::string_view::npos) return segments;
+    start = dot + 1;
+  }
+}
+
+// Whether the first segments of `row` match all of `path`'s; `*` in a row matches any one
+// non-empty segment, which is stored in `*wildcard`.
+bool MatchesPrefix(std::string_view row, std::string_view path, std::string* wildcard) {
+  std::vector<std::string_view> pattern = Segments(row), segments = Segments(path);
+  if (segments.size() > pattern.size()) return false;
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (pattern[i] == "*" && !segments[i].empty()) {
+      if (wildcard != nullptr) *wildcard = std::string(segments[i]);
+    } else if (pattern[i] != segments[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+const ConfigRow* FindRow(std::string_view path, std::string* wildcard = nullptr) {
   for (const ConfigRow& row : Table()) {
-    if (row.path == path) return &row;
+    if (Segments(row.path).size() == Segments(path).size() &&
+        MatchesPrefix(row.path, path, wildcard)) {
+      return &row;
+    }
   }
   return nullptr;
 }
 
 bool IsSection(std::string_view prefix) {
   for (const ConfigRow& row : Table()) {
-    if (row.path.size() > prefix.size() && row.path.starts_with(prefix) &&
-        row.path[prefix.size()] == '.') {
+    if (Segments(row.path).size() > Segments(prefix).size() &&
+        MatchesPrefix(row.path, prefix, nullptr)) {
       return true;
     }
   }
@@ -243,6 +298,7 @@ Status CheckWhole(const DaemonConfig& config) {
   if (config.limits.max_frame_bytes < 1024) {
     return Status::InvalidArgument("`limits.max_frame_bytes`: must be at least 1Ki");
   }
+  CORRAL_TRY(CheckLmConfig(config.lm));
   return Status::Ok();
 }
 
@@ -285,7 +341,9 @@ Result<DaemonConfig> ParseConfig(const std::string& yaml_text, const std::string
   CORRAL_TRY_CTX(ApplyOverrides(overrides, &values), "{}", source);
 
   for (const auto& [path, value] : values) {
-    CORRAL_TRY_CTX(FindRow(path)->set(config, value, base_dir), "{}: `{}`", source, path);
+    std::string wildcard;
+    const ConfigRow* row = FindRow(path, &wildcard);
+    CORRAL_TRY_CTX(row->set(config, value, base_dir, wildcard), "{}: `{}`", source, path);
   }
   CORRAL_TRY_CTX(CheckWhole(config), "{}", source);
   return config;
@@ -303,7 +361,11 @@ Result<DaemonConfig> LoadConfigFile(const std::string& path,
 
 std::vector<std::string> ConfigKeys() {
   std::vector<std::string> keys;
-  for (const ConfigRow& row : Table()) keys.emplace_back(row.path);
+  for (const ConfigRow& row : Table()) {
+    std::string key(row.path);
+    if (size_t star = key.find('*'); star != std::string::npos) key.replace(star, 1, "<name>");
+    keys.push_back(key);
+  }
   return keys;
 }
 

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "manager/lm_config.h"
 #include "sandbox/log.h"
 #include "sandbox/status.h"
 
@@ -59,6 +60,7 @@ struct DaemonConfig {
   ProcessBackendConfig process;
   std::string cgroup_parent = "corrald";
   HttpConfig http;
+  LmConfig lm;
 };
 
 // The listen address split: "127.0.0.1:8080" -> {"127.0.0.1", 8080}. Port 0 = ephemeral.

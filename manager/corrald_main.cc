@@ -24,6 +24,7 @@
 #include "manager/config.h"
 #include "manager/http_server.h"
 #include "manager/instance_lock.h"
+#include "manager/lm_gateway.h"
 #include "manager/process_backend.h"
 #include "manager/session_registry.h"
 #include "manager/version.h"
@@ -142,7 +143,10 @@ int Run(const Options& options) {
   std::string pid_file = config->state_dir + "/corrald.pid";
   unlink(port_file.c_str());
 
-  Result<std::unique_ptr<ProcessBackend>> backend = ProcessBackend::Create(*config);
+  // Declared before the backend, so it outlives every worker whose model requests it answers.
+  Result<std::unique_ptr<LmGateway>> gateway = LmGateway::Create(config->lm);
+  if (!gateway.ok()) return fail(Status(gateway.status()).Context("lm"));
+  Result<std::unique_ptr<ProcessBackend>> backend = ProcessBackend::Create(*config, gateway->get());
   if (!backend.ok()) return fail(backend.status());
   SessionRegistry registry(*config, {{"process", backend->get()}});
   registry.StartReaper();
@@ -150,6 +154,7 @@ int Run(const Options& options) {
   ApiContext context;
   context.config = &config.value();
   context.registry = &registry;
+  context.lm = gateway->get();
   Backend* process = backend->get();
   context.ready = [process, &registry] {
     if (!registry.accepting()) {

@@ -38,6 +38,11 @@ constexpr std::array kReasons = {
     ReasonStatus{"result_not_serializable", 422},
     ReasonStatus{"result_too_large", 422},
     ReasonStatus{"method_not_allowed", 405},
+    // The model endpoint behind the gateway failed or answered nonsense: a bad gateway.
+    ReasonStatus{"lm_unavailable", 502},
+    ReasonStatus{"lm_bad_response", 502},
+    // The model answered, but not in the form the signature asks for: like a program error.
+    ReasonStatus{"lm_parse_error", 422},
 };
 
 // The worker's error types (images/python-worker/worker.py) and what they are.
@@ -58,8 +63,15 @@ constexpr std::array kWorkerErrors = {
     WorkerErrorType{"unknown_command", ErrorCategory::kInvalidArgument},
     WorkerErrorType{"result_not_serializable", ErrorCategory::kFailedPrecondition},
     WorkerErrorType{"result_too_large", ErrorCategory::kFailedPrecondition},
-    // Signature programs need the LM gateway, which this build does not have: 501.
+    // Model calls (manager/lm_gateway.h), as the gateway answered them to the worker. No
+    // endpoint for the session: 501.
     WorkerErrorType{"lm_not_configured", ErrorCategory::kUnsupported},
+    WorkerErrorType{"lm_rate_limited", ErrorCategory::kResourceExhausted},
+    WorkerErrorType{"lm_timeout", ErrorCategory::kDeadlineExceeded},
+    WorkerErrorType{"lm_unavailable", ErrorCategory::kUnavailable},
+    WorkerErrorType{"lm_bad_response", ErrorCategory::kUnavailable},
+    WorkerErrorType{"lm_parse_error", ErrorCategory::kFailedPrecondition},
+    WorkerErrorType{"lm_invalid_request", ErrorCategory::kInvalidArgument},
 };
 
 }  // namespace

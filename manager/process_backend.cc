@@ -1,5 +1,6 @@
 #include "manager/process_backend.h"
 
+#include <atomic>
 #include <filesystem>
 #include <optional>
 
@@ -25,6 +26,31 @@ constexpr int kChannelFd = 3;
 // the error names the precise reason (oom_killed rather than worker_exited).
 constexpr std::chrono::milliseconds kOutcomeGrace{3000};
 
+// What the channel's request handler needs of its worker: the deadline of the call in flight
+// (a model request outside a call is refused: it would have no deadline) and the channel to
+// answer on. Shared with the gateway's reply callbacks, which may outlive the worker: the
+// worker clears `channel` before the channel is destroyed, and replies after that are dropped.
+struct LmPortState {
+  std::atomic<int64_t> deadline_ns{0};  // steady clock; 0: no call in flight
+  std::mutex mutex;                     // guards channel
+  WorkerChannel* channel = nullptr;
+
+  void Send(const nlohmann::json& frame) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (channel == nullptr) return;
+    Status sent = channel->Send(frame);
+    // A reply too large for a frame was never written: the worker still waits, so it gets an
+    // error instead of waiting out its deadline. Any other failure means the worker is gone.
+    if (!sent.ok() && frame.contains("result")) {
+      Status too_large = Status::Unavailable(fmt::format("the model's reply cannot be sent to "
+                                                         "the worker: {}",
+                                                         sent.message()))
+                             .WithReason(std::string(kLmBadResponse));
+      sent = channel->Send(LmErrorFrame(frame["id"], too_large));
+    }
+  }
+};
+
 // Shared between a worker and the launcher's on_exit callback, which may outlive it.
 struct ExitState {
   std::mutex mutex;  // guards every member
@@ -36,17 +62,23 @@ class ProcessWorker : public Worker {
  public:
   ProcessWorker(LogContext context, std::unique_ptr<Sandbox> sandbox,
                 std::unique_ptr<WorkerChannel> channel, std::shared_ptr<ExitState> exit_state,
-                WorkerLimits limits, MemoryBudget::Lease memory)
+                WorkerLimits limits, std::shared_ptr<LmPortState> lm_port,
+                MemoryBudget::Lease memory)
       : memory_(std::move(memory)),
         context_(std::move(context)),
         sandbox_(std::move(sandbox)),
         channel_(std::move(channel)),
         exit_state_(std::move(exit_state)),
-        limits_(limits) {}
+        limits_(limits),
+        lm_port_(std::move(lm_port)) {}
 
   ~ProcessWorker() override {
     Stop(OutcomeReason::kKilledByRequest);
-    channel_->Close();
+    channel_->Close();  // also wakes a gateway reply blocked writing to the channel
+    {
+      std::lock_guard<std::mutex> lock(lm_port_->mutex);
+      lm_port_->channel = nullptr;
+    }
     Outcome outcome = sandbox_->Wait();
     kLog.Info(context_, "worker pid {} ended: {}", sandbox_->pid(),
               OutcomeReasonName(outcome.reason));
@@ -54,7 +86,11 @@ class ProcessWorker : public Worker {
 
   Result<nlohmann::json> Call(const std::string& command, const nlohmann::json& args,
                               std::chrono::milliseconds timeout) override {
-    Result<WorkerReply> reply = channel_->Call(command, args, Clock::now() + timeout);
+    // The call's deadline also bounds every model request the worker makes during it.
+    Clock::time_point deadline = Clock::now() + timeout;
+    lm_port_->deadline_ns = deadline.time_since_epoch().count();
+    Result<WorkerReply> reply = channel_->Call(command, args, deadline);
+    lm_port_->deadline_ns = 0;
     if (!reply.ok()) return ChannelFailure(reply.status());
     if (!reply->ok) {
       return StatusFromWorkerError(reply->error_type, reply->error_message, reply->error);
@@ -108,7 +144,30 @@ class ProcessWorker : public Worker {
   std::unique_ptr<WorkerChannel> channel_;
   std::shared_ptr<ExitState> exit_state_;
   const WorkerLimits limits_;
+  std::shared_ptr<LmPortState> lm_port_;
 };
+
+// A model request from the worker (the channel faults on any other worker-initiated type). The
+// session it counts against is this worker's own, whatever the frame says: a tenant cannot
+// spend another session's quota or use its settings.
+void HandleWorkerFrame(LmGateway* gateway, const std::shared_ptr<LmPortState>& port,
+                       const WorkerSpec& spec, const LogContext& context,
+                       const nlohmann::json& frame) {
+  nlohmann::json id = frame.value("id", nlohmann::json());
+  int64_t deadline_ns = port->deadline_ns;
+  if (deadline_ns == 0 || gateway == nullptr) {
+    Status refused = gateway == nullptr ? Status::Unsupported("this daemon has no model gateway")
+                                              .WithReason(std::string(kLmNotConfigured))
+                                        : Status::InvalidArgument("a model request outside a call")
+                                              .WithReason(std::string(kLmInvalidRequest));
+    port->Send(LmErrorFrame(id, refused));
+    return;
+  }
+  LmCaller caller{spec.session_id, spec.tenant, Clock::time_point(Clock::duration(deadline_ns)),
+                  context};
+  gateway->Submit(std::move(caller), frame,
+                  [port](const nlohmann::json& reply) { port->Send(reply); });
+}
 
 // Runs on the launcher's supervisor thread once the sandbox has ended.
 void OnSandboxExit(const std::shared_ptr<ExitState>& state, const LogContext& context,
@@ -196,10 +255,11 @@ WorkerFailure FailureFromOutcome(const Outcome& outcome) {
 }
 
 ProcessBackend::ProcessBackend(const DaemonConfig& config, std::unique_ptr<Launcher> launcher,
-                               uint64_t memory_budget)
-    : config_(config), launcher_(std::move(launcher)), memory_(memory_budget) {}
+                               uint64_t memory_budget, LmGateway* gateway)
+    : config_(config), launcher_(std::move(launcher)), memory_(memory_budget), gateway_(gateway) {}
 
-Result<std::unique_ptr<ProcessBackend>> ProcessBackend::Create(const DaemonConfig& config) {
+Result<std::unique_ptr<ProcessBackend>> ProcessBackend::Create(const DaemonConfig& config,
+                                                               LmGateway* gateway) {
   LauncherOptions options;
   options.cgroups.parent_name = config.cgroup_parent;
   options.cgroups.remove_parent_on_close = true;  // the instance lock makes the name ours alone
@@ -216,7 +276,8 @@ Result<std::unique_ptr<ProcessBackend>> ProcessBackend::Create(const DaemonConfi
   }
   CORRAL_ASSIGN_OR_RETURN(uint64_t budget, ResolveMemoryBudget(config.process.memory_budget));
   kLog.Info(kNoSession, "memory budget for sandboxes: {} MiB", budget >> 20);
-  std::unique_ptr<ProcessBackend> backend(new ProcessBackend(config, std::move(launcher), budget));
+  std::unique_ptr<ProcessBackend> backend(
+      new ProcessBackend(config, std::move(launcher), budget, gateway));
   CORRAL_TRY_CTX(backend->CheckPolicy(config.default_policy), "default policy `{}`",
                  config.default_policy);
   return backend;
@@ -278,9 +339,16 @@ Result<std::unique_ptr<Worker>> ProcessBackend::Start(const WorkerSpec& spec,
   channel_options.max_frame = config_.limits.max_frame_bytes;
   channel_options.log_context = context;
   auto channel = std::make_unique<WorkerChannel>(std::move(ends.first), channel_options);
+  auto lm_port = std::make_shared<LmPortState>();
+  lm_port->channel = channel.get();
+  channel->SetRequestHandler(
+      [gateway = gateway_, lm_port, spec, context](const nlohmann::json& f) {
+        HandleWorkerFrame(gateway, lm_port, spec, context, f);
+      },
+      {"lm_request"});
   WorkerLimits limits{policy.limits.memory, policy.limits.pids, policy.limits.cpus};
   auto worker = std::make_unique<ProcessWorker>(context, std::move(sandbox), std::move(channel),
-                                                exit_state, limits, std::move(memory));
+                                                exit_state, limits, lm_port, std::move(memory));
 
   // The session is ready only once the worker answers: a start that hangs is a failure.
   Result<nlohmann::json> ping =

@@ -15,6 +15,7 @@
 
 #include "manager/backend.h"
 #include "manager/config.h"
+#include "manager/lm_gateway.h"
 #include "manager/memory_budget.h"
 #include "sandbox/launcher.h"
 #include "sandbox/policy.h"
@@ -24,8 +25,10 @@ namespace corral {
 class ProcessBackend : public Backend {
  public:
   // Opens the launcher under `config.cgroup_parent`, removes what a crashed previous run left
-  // there, and checks that the default policy loads and can run on this host.
-  static Result<std::unique_ptr<ProcessBackend>> Create(const DaemonConfig& config);
+  // there, and checks that the default policy loads and can run on this host. `gateway`
+  // (optional; it must outlive the backend) answers the workers' model requests.
+  static Result<std::unique_ptr<ProcessBackend>> Create(const DaemonConfig& config,
+                                                        LmGateway* gateway = nullptr);
 
   std::string_view name() const override { return "process"; }
   Status Ready() const override;
@@ -35,13 +38,14 @@ class ProcessBackend : public Backend {
 
  private:
   ProcessBackend(const DaemonConfig& config, std::unique_ptr<Launcher> launcher,
-                 uint64_t memory_budget);
+                 uint64_t memory_budget, LmGateway* gateway);
   // The parsed policy `name` from the policies directory, loaded once.
   Result<Policy> LoadPolicy(const std::string& name);
 
   const DaemonConfig config_;
   std::unique_ptr<Launcher> launcher_;
   MemoryBudget memory_;  // every live worker holds a lease of its policy's memory limit
+  LmGateway* const gateway_;
 
   std::mutex policies_mutex_;  // guards policies_
   std::map<std::string, Policy> policies_;

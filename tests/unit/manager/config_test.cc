@@ -116,6 +116,24 @@ TEST_CASE("config: bad files are errors naming the path") {
       {"listen: [", {}, "not YAML"},
       {"", {"nope=1"}, "--set `nope`: unknown key"},
       {"", {"listen"}, "expected path=value"},
+      {"lm:\n  bogus: 1", {}, "`lm.bogus`: unknown key"},
+      {"lm:\n  endpoints:\n    a:\n      colour: red", {}, "`lm.endpoints.a.colour`: unknown key"},
+      {"lm:\n  endpoints:\n    a:\n      model: m", {}, "`base_url` is required"},
+      {"", {"lm.endpoints.a.base_url=http://h/v1"}, "`lm.endpoints.a`: `model` is required"},
+      {"", {"lm.endpoints.a.base_url=ftp://h/v1"}, "lm.endpoints.a.base_url"},
+      {"", {"lm.endpoints.a.base_url=https://user:pw@h/v1"}, "no user"},
+      {"",
+       {"lm.endpoints.a.base_url=http://h", "lm.endpoints.a.model=m",
+        "lm.endpoints.a.api_key_env=K", "lm.endpoints.a.api_key_file=/k"},
+       "not both"},
+      {"", {"lm.endpoints.a.api_key_env=not a name"}, "environment variable"},
+      {"",
+       {"lm.endpoints.a.max_concurrent=0", "lm.endpoints.a.base_url=http://h",
+        "lm.endpoints.a.model=m"},
+       "max_concurrent"},
+      {"", {"lm.endpoints.bad!.base_url=http://h", "lm.endpoints.bad!.model=m"}, "`bad!`"},
+      {"", {"lm.default_endpoint=missing"}, "`missing` is not an endpoint"},
+      {"", {"lm.cache=sometimes"}, "lm.cache"},
   };
   for (const Case& c : cases) {
     Result<DaemonConfig> config = Parse(c.yaml, c.sets);
@@ -125,6 +143,45 @@ TEST_CASE("config: bad files are errors naming the path") {
     CHECK(config.status().message().find(c.expected) != std::string::npos);
     CHECK(config.status().message().find("test.yaml") != std::string::npos);
   }
+}
+
+TEST_CASE("config: model endpoints by name, with defaults, limits and the cache") {
+  Result<DaemonConfig> config = Parse(
+      "lm:\n  default_endpoint: local\n  cache: false\n  limits:\n"
+      "    tenant_tokens_per_day: 5000\n  endpoints:\n    local:\n"
+      "      base_url: http://127.0.0.1:8000/v1/\n      model: llama\n    cloud:\n"
+      "      base_url: https://api.example.com/v1\n      model: big\n"
+      "      api_key_file: keys/cloud\n      timeout: 5s\n",
+      {"lm.endpoints.cloud.max_concurrent=9"});
+  INFO(config.status().ToString());
+  REQUIRE(config.ok());
+  CHECK(config->lm.default_endpoint == "local");
+  CHECK_FALSE(config->lm.cache);
+  CHECK(config->lm.limits.tenant_tokens_per_day == 5000);
+  CHECK(config->lm.limits.session_calls_per_minute == 0);
+  REQUIRE(config->lm.endpoints.size() == 2);
+  const LmEndpointConfig& local = config->lm.endpoints.at("local");
+  CHECK(local.name == "local");
+  CHECK(local.model == "llama");
+  CHECK(local.timeout == std::chrono::seconds(60));
+  CHECK(local.retries == 2);
+  CHECK(local.max_concurrent == 4);
+  const LmEndpointConfig& cloud = config->lm.endpoints.at("cloud");
+  CHECK(cloud.api_key_file == "/etc/corral/keys/cloud");
+  CHECK(cloud.timeout == std::chrono::seconds(5));
+  CHECK(cloud.max_concurrent == 9);
+
+  Result<LmUrl> url = ParseLmUrl("http://127.0.0.1:8000/v1/");
+  REQUIRE(url.ok());
+  CHECK(url->scheme_host_port == "http://127.0.0.1:8000");
+  CHECK(url->path == "/v1");
+  CHECK(ParseLmUrl("https://api.example.com")->path.empty());
+
+  Result<DaemonConfig> defaults = Parse("");
+  REQUIRE(defaults.ok());
+  CHECK(defaults->lm.endpoints.empty());
+  CHECK(defaults->lm.default_endpoint.empty());
+  CHECK(defaults->lm.cache);
 }
 
 TEST_CASE("config: listen addresses") {

@@ -57,6 +57,8 @@ TEST_CASE("http errors: worker error types map to statuses") {
       {"invalid_program", 400},         {"invalid_signature", 400}, {"invalid_inputs", 400},
       {"invalid_program_id", 400},      {"invalid_args", 400},      {"unknown_command", 400},
       {"result_not_serializable", 422}, {"result_too_large", 422},  {"lm_not_configured", 501},
+      {"lm_rate_limited", 429},         {"lm_timeout", 504},        {"lm_unavailable", 502},
+      {"lm_bad_response", 502},         {"lm_parse_error", 422},    {"lm_invalid_request", 400},
       {"something_new", 409},
   };
   for (const Case& c : cases) {
