@@ -139,7 +139,12 @@ void Daemon::Launch(const DaemonOptions& options) {
   posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
                                    0600);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  int error = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+  std::vector<char*> envp;
+  for (char** entry = environ; *entry != nullptr; ++entry) envp.push_back(*entry);
+  std::vector<std::string> extra_env = options.env;
+  for (std::string& entry : extra_env) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  int error = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   REQUIRE(error == 0);
 }

@@ -36,6 +36,7 @@ struct DaemonOptions {
   std::string policies_dir;            // empty: the shipped policies
   std::string state_dir;               // empty: a fresh temporary directory
   std::string cgroup_parent;           // empty: a fresh unique name
+  std::vector<std::string> env;        // NAME=value added to the daemon's environment
 };
 
 class Daemon {
