@@ -1,6 +1,6 @@
 // The seam between session bookkeeping (manager/session_registry.h) and the place a session's
-// code runs. ProcessBackend gives every session its own sandboxed worker; a later PoolBackend
-// will share warm workers between sessions behind the same two interfaces.
+// code runs. ProcessBackend gives every session its own sandboxed worker; PoolBackend shares
+// warm workers between the sessions of one tenant, behind the same two interfaces.
 //
 // Thread safety: Backend methods may be called from any thread. A Worker's Call() is not
 // re-entrant: the session runs its calls one at a time; Stop() and Info() may be called from
@@ -13,8 +13,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -38,6 +40,10 @@ struct WorkerFailure {
   static WorkerFailure FromStatus(const Status& status);
 };
 
+// Whether a call's error means its worker is gone (killed for a timeout, died, broke the
+// protocol), rather than the worker refusing or failing the command.
+bool IsWorkerDeath(const Status& status);
+
 // The failure a sandbox outcome means for a session: the launcher's own reasons are kept,
 // plain exits and stray signals become `worker_crashed`.
 WorkerFailure FailureFromOutcome(const Outcome& outcome);
@@ -53,6 +59,7 @@ struct WorkerInfo {
   uint32_t host_uid = 0;
   ResourceUsage usage;
   WorkerLimits limits;
+  nlohmann::json backend;  // what only this backend knows, shown under its name; null: none
 };
 
 // What a session asks of a backend.
@@ -60,6 +67,9 @@ struct WorkerSpec {
   std::string session_id;
   std::string tenant;
   std::string policy;  // a shipped policy name, already validated
+  std::string user_id;
+  nlohmann::json metadata = nlohmann::json::object();
+  std::string created_at;  // RFC 3339 UTC, for a backend that keeps sessions
 };
 
 // One session's worker.
@@ -76,6 +86,25 @@ class Worker {
   // Kills the worker (deleted, idle, shutting down). Does not block; pending calls fail.
   virtual void Stop(OutcomeReason reason) = 0;
   virtual WorkerInfo Info() const = 0;
+  // The session is over for good (deleted or idle, not the daemon stopping): the backend drops
+  // whatever it keeps of it beyond the worker. Called once, after Stop().
+  virtual void Forget() {}
+  // Whether a worker dying under a call fails the session (it does when the worker was the
+  // session's own; a shared worker's death costs only the call).
+  virtual bool DeathFailsSession() const { return true; }
+};
+
+// A session a backend kept across a daemon restart, with the handle that serves it again.
+struct PersistedSession {
+  std::string session_id;
+  std::string user_id;
+  std::string tenant;
+  std::string policy;
+  nlohmann::json metadata = nlohmann::json::object();
+  std::string created_at;  // RFC 3339 UTC
+  std::vector<std::string> programs;
+  nlohmann::json stats = nlohmann::json::object();
+  std::unique_ptr<Worker> worker;
 };
 
 using FailureCallback = std::function<void(const WorkerFailure& failure)>;
@@ -93,6 +122,18 @@ class Backend {
   // after Stop() or destruction.
   virtual Result<std::unique_ptr<Worker>> Start(const WorkerSpec& spec,
                                                 FailureCallback on_failure) = 0;
+  // Live sessions of this backend at most (`max_concurrent_sessions` of its config).
+  virtual uint64_t max_sessions() const = 0;
+  // Idle time after which the registry ends a session of this backend.
+  virtual std::chrono::milliseconds max_idle() const = 0;
+  // The one policy this backend runs, when it cannot run others (the pool's).
+  virtual std::optional<std::string> fixed_policy() const { return std::nullopt; }
+  // Default wall time of one call.
+  virtual std::chrono::milliseconds call_timeout() const = 0;
+  // The sessions this backend kept from a previous run (once, at start).
+  virtual Result<std::vector<PersistedSession>> Restore() {
+    return std::vector<PersistedSession>{};
+  }
 };
 
 }  // namespace corral
