@@ -52,7 +52,7 @@ ApiResponse CreateProgram(ApiContext* context, const ApiRequest& request) {
     if (!value.is_null()) args[name] = value;
   }
   Result<nlohmann::json> result =
-      RunInSession(context, request, "create_program", args, context->config->process.call_timeout);
+      RunInSession(context, request, "create_program", args, kSessionCallTimeout);
   if (!result.ok()) return ErrorResponse(result.status());
   nlohmann::json created = result->is_object() ? *result : nlohmann::json::object();
   created["program_id"] = args["program_id"];
@@ -61,9 +61,8 @@ ApiResponse CreateProgram(ApiContext* context, const ApiRequest& request) {
 }
 
 ApiResponse ListPrograms(ApiContext* context, const ApiRequest& request) {
-  Result<nlohmann::json> result =
-      RunInSession(context, request, "list_programs", nlohmann::json::object(),
-                   context->config->process.call_timeout);
+  Result<nlohmann::json> result = RunInSession(context, request, "list_programs",
+                                               nlohmann::json::object(), kSessionCallTimeout);
   if (!result.ok()) return ErrorResponse(result.status());
   nlohmann::json listed = result->is_object() ? *result : nlohmann::json::object();
   if (!listed.contains("programs")) listed["programs"] = nlohmann::json::array();
@@ -73,9 +72,8 @@ ApiResponse ListPrograms(ApiContext* context, const ApiRequest& request) {
 ApiResponse DeleteProgram(ApiContext* context, const ApiRequest& request) {
   Result<std::string> program_id = ProgramIdFromPath(request);
   if (!program_id.ok()) return ErrorResponse(program_id.status());
-  Result<nlohmann::json> result =
-      RunInSession(context, request, "delete_program", {{"program_id", *program_id}},
-                   context->config->process.call_timeout);
+  Result<nlohmann::json> result = RunInSession(context, request, "delete_program",
+                                               {{"program_id", *program_id}}, kSessionCallTimeout);
   if (!result.ok()) return ErrorResponse(result.status());
   return EmptyResponse(204);
 }

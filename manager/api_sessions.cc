@@ -103,7 +103,8 @@ std::chrono::milliseconds CallTimeout(ApiContext* context, const nlohmann::json&
   if (body.contains("timeout_ms") && body["timeout_ms"].is_number_integer()) {
     return std::chrono::milliseconds(body["timeout_ms"].get<int64_t>());
   }
-  return context->config->process.call_timeout;
+  (void)context;
+  return kSessionCallTimeout;
 }
 
 std::vector<Route> SessionRoutes(ApiContext* context) {
@@ -120,7 +121,8 @@ std::vector<Route> SessionRoutes(ApiContext* context) {
 
 std::vector<Route> AllRoutes(ApiContext* context) {
   std::vector<Route> routes;
-  for (auto group : {SessionRoutes, ProgramRoutes, CallRoutes, HealthRoutes, LmRoutes}) {
+  for (auto group :
+       {SessionRoutes, ProgramRoutes, CallRoutes, HealthRoutes, LmRoutes, PoolRoutes}) {
     std::vector<Route> more = group(context);
     routes.insert(routes.end(), more.begin(), more.end());
   }

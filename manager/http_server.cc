@@ -73,6 +73,7 @@ Status StatusForBareCode(int code) {
 
 void WriteResponse(const ApiResponse& reply, httplib::Response& res) {
   res.status = reply.status;
+  if (!reply.retry_after.empty()) res.set_header("Retry-After", reply.retry_after);
   if (!reply.body.empty()) res.set_content(reply.body, reply.content_type.c_str());
 }
 
@@ -134,7 +135,14 @@ ApiResponse JsonResponse(int status, const nlohmann::json& body) {
 }
 
 ApiResponse ErrorResponse(const Status& status) {
-  return JsonResponse(HttpStatusFor(status), ErrorBody(status));
+  nlohmann::json body = ErrorBody(status);
+  ApiResponse response = JsonResponse(HttpStatusFor(status), body);
+  // A limit that clears by itself says when to come back (details.retry_after_s).
+  const nlohmann::json& details = body["error"]["details"];
+  if (details.contains("retry_after_s") && details["retry_after_s"].is_number_unsigned()) {
+    response.retry_after = std::to_string(details["retry_after_s"].get<uint64_t>());
+  }
+  return response;
 }
 
 ApiResponse EmptyResponse(int status) {

@@ -40,6 +40,7 @@ struct ApiResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::string retry_after;  // Retry-After seconds, for 429 and 503; empty: none
 };
 
 ApiResponse JsonResponse(int status, const nlohmann::json& body);

@@ -9,6 +9,13 @@ namespace {
 
 const Logger kLog("session");
 
+uint64_t StatOr0(const nlohmann::json& stats, const char* name) {
+  auto it = stats.find(name);
+  return it != stats.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+}
+
+}  // namespace
+
 std::string Rfc3339(std::chrono::system_clock::time_point when) {
   auto millis =
       std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count();
@@ -20,17 +27,6 @@ std::string Rfc3339(std::chrono::system_clock::time_point when) {
   std::snprintf(text + n, sizeof(text) - n, ".%03dZ", static_cast<int>(millis % 1000));
   return text;
 }
-
-// Failures that mean the worker is gone: the call's error names them, the session keeps them.
-bool IsWorkerDeath(const Status& status) {
-  static const std::set<std::string, std::less<>> kDeaths = {
-      "wall_timeout",          "oom_killed",        "pids_limit",     "cpu_timeout",
-      "output_limit",          "seccomp_violation", "worker_crashed", "worker_exited",
-      "worker_protocol_error", "killed_by_request"};
-  return kDeaths.count(status.reason()) > 0;
-}
-
-}  // namespace
 
 std::string_view SessionStatusName(SessionStatus status) {
   switch (status) {
@@ -51,8 +47,13 @@ std::string_view SessionStatusName(SessionStatus status) {
 Session::Session(SessionParams params)
     : params_(std::move(params)),
       context_{params_.id, params_.tenant},
-      created_at_(std::chrono::system_clock::now()),
-      last_activity_at_(created_at_) {}
+      created_at_(params_.created_at.empty() ? Rfc3339(std::chrono::system_clock::now())
+                                             : params_.created_at),
+      last_activity_at_(std::chrono::system_clock::now()),
+      programs_(params_.programs.begin(), params_.programs.end()),
+      calls_(StatOr0(params_.stats, "calls")),
+      errors_(StatOr0(params_.stats, "errors")),
+      executions_(StatOr0(params_.stats, "executions")) {}
 
 Status Session::Attach(std::unique_ptr<Worker> worker) {
   std::shared_ptr<Worker> owned = std::move(worker);
@@ -97,6 +98,7 @@ Status Session::UnusableStatus() const {
 
 Result<nlohmann::json> Session::Call(const std::string& command, const nlohmann::json& args,
                                      std::chrono::milliseconds timeout) {
+  if (timeout <= kSessionCallTimeout) timeout = params_.call_timeout;
   std::unique_lock<std::mutex> lock(mutex_);
   if (status_ == SessionStatus::kStarting) {
     return Status::FailedPrecondition(fmt::format("session `{}` is starting", id()))
@@ -153,7 +155,7 @@ Result<nlohmann::json> Session::AfterCall(const std::string& command, const nloh
   if (result.ok() || !IsWorkerDeath(result.status())) return result;
   // The worker died under this call. Ended by a client or the daemon: say so, not how it died.
   if (status_ == SessionStatus::kEnded) return UnusableStatus();
-  if (status_ == SessionStatus::kReady) {
+  if (status_ == SessionStatus::kReady && worker_ && worker_->DeathFailsSession()) {
     lock.unlock();
     MarkFailed(WorkerFailure::FromStatus(result.status()));
   }
@@ -178,6 +180,7 @@ bool Session::End(std::string_view reason) {
   changed_.wait(lock, [&] { return running_ == 0; });
   std::shared_ptr<Worker> last = std::move(worker_);
   lock.unlock();
+  if (last && reason != kEndShutdown) last->Forget();
   worker.reset();
   last.reset();  // blocks until the sandbox is gone and its cgroup removed
   return true;
@@ -201,7 +204,7 @@ nlohmann::json Session::Info() {
       {"policy", params_.policy},
       {"status", SessionStatusName(status_)},
       {"failure", failure_ ? failure_->ToJson() : nlohmann::json(nullptr)},
-      {"created_at", Rfc3339(created_at_)},
+      {"created_at", created_at_},
       {"last_activity_at", Rfc3339(last_activity_at_)},
       {"programs", programs_},
       {"stats",
@@ -214,9 +217,12 @@ nlohmann::json Session::Info() {
 
   // Usage reads cgroup files: done outside the lock so a slow read never stalls calls.
   WorkerInfo worker_info = worker ? worker->Info() : WorkerInfo{};
+  // A pool session that has not run yet has no worker; a pool worker's host uid is its own.
+  bool has_pid = worker && worker_info.pid > 0;
   info["worker"] = {
-      {"pid", worker ? nlohmann::json(worker_info.pid) : nlohmann::json(nullptr)},
-      {"host_uid", worker ? nlohmann::json(worker_info.host_uid) : nlohmann::json(nullptr)}};
+      {"pid", has_pid ? nlohmann::json(worker_info.pid) : nlohmann::json(nullptr)},
+      {"host_uid", has_pid && worker_info.host_uid > 0 ? nlohmann::json(worker_info.host_uid)
+                                                       : nlohmann::json(nullptr)}};
   info["resources"] = {{"memory_bytes", worker_info.usage.memory_bytes},
                        {"memory_peak_bytes", worker_info.usage.memory_peak_bytes},
                        {"pids", worker_info.usage.pids},
@@ -225,6 +231,7 @@ nlohmann::json Session::Info() {
                     {"pids", worker_info.limits.pids},
                     {"cpus", worker_info.limits.cpus},
                     {"call_timeout_ms", params_.call_timeout.count()}};
+  if (!worker_info.backend.is_null()) info[params_.backend] = worker_info.backend;
   return info;
 }
 

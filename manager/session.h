@@ -19,6 +19,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -42,7 +43,17 @@ struct SessionParams {
   std::chrono::milliseconds call_timeout{30000};  // shown in limits; calls pass their own
   uint64_t max_queued_calls = 8;                  // waiting calls past this get 429 session_busy
   LimitsConfig limits;                            // applied again to what the worker answers
+  // Set only for a session restored from a backend's store (manager/backend.h).
+  std::string created_at;                           // RFC 3339 UTC; empty: now
+  std::vector<std::string> programs;                // programs it already has
+  nlohmann::json stats = nlohmann::json::object();  // calls, errors, executions so far
 };
+
+// A call timeout that means "the session's backend default" (SessionParams::call_timeout).
+inline constexpr std::chrono::milliseconds kSessionCallTimeout{0};
+
+// `when` as RFC 3339 UTC with milliseconds: "2026-12-04T06:05:21.123Z".
+std::string Rfc3339(std::chrono::system_clock::time_point when);
 
 // Why a session ended (not failed): a client deleted it, it sat idle, the daemon stops.
 inline constexpr std::string_view kEndDeleted = "deleted";
@@ -57,6 +68,8 @@ class Session {
 
   const std::string& id() const { return params_.id; }
   const std::string& user_id() const { return params_.user_id; }
+  const std::string& backend() const { return params_.backend; }
+  const std::string& created_at() const { return created_at_; }
   const LogContext& log_context() const { return context_; }
 
   // Hands the started worker over; the session becomes ready. Fails (and frees the worker)
@@ -68,6 +81,7 @@ class Session {
   // Runs one worker command after every call that arrived before it. Past
   // `max_queued_calls` waiting calls: 429 session_busy (each waiting call holds an HTTP
   // thread; one session must not take them all).
+  // A `timeout` of kSessionCallTimeout is the session's default.
   Result<nlohmann::json> Call(const std::string& command, const nlohmann::json& args,
                               std::chrono::milliseconds timeout);
   // Ends the session: stops its worker, fails waiting and running calls, and returns once the
@@ -87,7 +101,7 @@ class Session {
 
   const SessionParams params_;
   const LogContext context_;
-  const std::chrono::system_clock::time_point created_at_;
+  const std::string created_at_;  // RFC 3339
 
   mutable std::mutex mutex_;  // guards every member below
   std::condition_variable changed_;

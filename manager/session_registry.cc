@@ -37,9 +37,13 @@ Result<Backend*> SessionRegistry::ChooseBackend(const CreateSessionRequest& requ
   std::string name = request.backend.value_or(config_.default_backend);
   auto it = backends_.find(name);
   if (it == backends_.end()) {
+    std::string available;
+    for (const auto& [known, backend] : backends_) {
+      available += (available.empty() ? "" : ", ") + known;
+    }
     return Status::InvalidArgument(
-               fmt::format("backend `{}` is not available in this daemon (available: process)",
-                           name))
+               fmt::format("backend `{}` is not available in this daemon (available: {})", name,
+                           available))
         .WithReason("backend_unavailable")
         .WithDetails(nlohmann::json{{"field", "backend"}}.dump());
   }
@@ -47,7 +51,7 @@ Result<Backend*> SessionRegistry::ChooseBackend(const CreateSessionRequest& requ
   return it->second;
 }
 
-Status SessionRegistry::Reserve(const std::shared_ptr<Session>& session) {
+Status SessionRegistry::Reserve(const std::shared_ptr<Session>& session, const Backend& backend) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (shutting_down_) {
     return Status::Unavailable("the daemon is shutting down").WithReason("shutting_down");
@@ -56,13 +60,16 @@ Status SessionRegistry::Reserve(const std::shared_ptr<Session>& session) {
     return Status::AlreadyExists(fmt::format("session `{}` already exists", session->id()))
         .WithReason("session_exists");
   }
-  if (sessions_.size() >= config_.process.max_concurrent_sessions) {
+  uint64_t limit = backend.max_sessions();
+  uint64_t live = 0;
+  for (const auto& [id, other] : sessions_) live += other->backend() == session->backend();
+  if (live >= limit) {
     return Status::ResourceExhausted(
-               fmt::format("{} sessions are live, the most this daemon allows "
-                           "(process.max_concurrent_sessions); end one first",
-                           sessions_.size()))
+               fmt::format("{} {} sessions are live, the most this daemon allows "
+                           "({}.max_concurrent_sessions); end one first",
+                           live, session->backend(), session->backend()))
         .WithReason("too_many_sessions")
-        .WithDetails(nlohmann::json{{"limit", config_.process.max_concurrent_sessions}}.dump());
+        .WithDetails(nlohmann::json{{"limit", limit}}.dump());
   }
   sessions_.emplace(session->id(), session);
   return Status::Ok();
@@ -78,10 +85,10 @@ Result<std::shared_ptr<Session>> SessionRegistry::Create(const CreateSessionRequ
   }
   params.user_id = request.user_id;
   params.tenant = request.tenant;
-  params.policy = request.policy.value_or(config_.default_policy);
+  params.policy = request.policy.value_or(backend->fixed_policy().value_or(config_.default_policy));
   params.backend = std::string(backend->name());
   params.metadata = request.metadata;
-  params.call_timeout = config_.process.call_timeout;
+  params.call_timeout = backend->call_timeout();
   params.max_queued_calls = config_.process.max_queued_calls;
   params.limits = config_.limits;
 
@@ -94,11 +101,12 @@ Result<std::shared_ptr<Session>> SessionRegistry::Create(const CreateSessionRequ
   CORRAL_TRY(policy);
 
   auto session = std::make_shared<Session>(params);
-  CORRAL_TRY(Reserve(session));
+  CORRAL_TRY(Reserve(session, *backend));
 
   // The callback may run after the session is gone: it holds the session weakly.
   std::weak_ptr<Session> weak = session;
-  WorkerSpec spec{params.id, params.tenant, params.policy};
+  WorkerSpec spec{params.id,      params.tenant,   params.policy,
+                  params.user_id, params.metadata, session->created_at()};
   Result<std::unique_ptr<Worker>> worker =
       backend->Start(spec, [weak](const WorkerFailure& failure) {
         if (auto alive = weak.lock()) alive->MarkFailed(failure);
@@ -185,12 +193,51 @@ void SessionRegistry::ReaperLoop() {
 void SessionRegistry::ReapOnce() {
   auto now = std::chrono::steady_clock::now();
   for (const std::shared_ptr<Session>& session : List(std::nullopt)) {
-    if (!session->IdleFor(config_.process.max_idle, now)) continue;
+    auto backend = backends_.find(session->backend());
+    if (backend == backends_.end()) continue;
+    std::chrono::milliseconds max_idle = backend->second->max_idle();
+    if (!session->IdleFor(max_idle, now)) continue;
     if (!Remove(session->id(), session.get())) continue;  // deleted meanwhile
-    kLog.Info(session->log_context(), "reaping session idle for {} s: {}",
-              config_.process.max_idle.count() / 1000, kEndIdle);
+    kLog.Info(session->log_context(), "reaping session idle for {} s: {}", max_idle.count() / 1000,
+              kEndIdle);
     session->End(kEndIdle);
   }
+}
+
+Result<std::vector<std::shared_ptr<Session>>> SessionRegistry::Restore() {
+  std::vector<std::shared_ptr<Session>> restored;
+  for (const auto& [name, backend] : backends_) {
+    CORRAL_ASSIGN_OR_RETURN(std::vector<PersistedSession> kept, backend->Restore());
+    for (PersistedSession& persisted : kept) {
+      SessionParams params = RestoredParams(persisted, *backend);
+      auto session = std::make_shared<Session>(std::move(params));
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        sessions_.emplace(session->id(), session);
+      }
+      CORRAL_TRY(session->Attach(std::move(persisted.worker)));
+      restored.push_back(std::move(session));
+    }
+    if (!kept.empty()) kLog.Info(kNoSession, "restored {} {} session(s)", kept.size(), name);
+  }
+  return restored;
+}
+
+SessionParams SessionRegistry::RestoredParams(PersistedSession& persisted, const Backend& backend) {
+  SessionParams params;
+  params.id = persisted.session_id;
+  params.user_id = persisted.user_id;
+  params.tenant = persisted.tenant;
+  params.policy = persisted.policy;
+  params.backend = std::string(backend.name());
+  params.metadata = persisted.metadata;
+  params.call_timeout = backend.call_timeout();
+  params.max_queued_calls = config_.process.max_queued_calls;
+  params.limits = config_.limits;
+  params.created_at = persisted.created_at;
+  params.programs = persisted.programs;
+  params.stats = persisted.stats;
+  return params;
 }
 
 void SessionRegistry::Shutdown() {

@@ -48,7 +48,9 @@ class SessionRegistry {
   // got there first.
   Status Delete(const std::string& id);
 
-  // Starts the thread that ends sessions idle for `process.max_idle_seconds`.
+  // Takes in the sessions each backend kept from a previous run (before serving); returns them.
+  Result<std::vector<std::shared_ptr<Session>>> Restore();
+  // Starts the thread that ends sessions idle for their backend's `max_idle_seconds`.
   void StartReaper();
   // Refuses new sessions, stops the reaper and ends every session. Idempotent.
   void Shutdown();
@@ -58,7 +60,8 @@ class SessionRegistry {
 
  private:
   Result<Backend*> ChooseBackend(const CreateSessionRequest& request);
-  Status Reserve(const std::shared_ptr<Session>& session);
+  Status Reserve(const std::shared_ptr<Session>& session, const Backend& backend);
+  SessionParams RestoredParams(PersistedSession& persisted, const Backend& backend);
   // Takes the session out of the map if it is still `session`.
   bool Remove(const std::string& id, const Session* session);
   void ReapOnce();
