@@ -13,6 +13,7 @@
 #include "manager/config.h"
 #include "manager/http_server.h"
 #include "manager/lm_gateway.h"
+#include "manager/pool_backend.h"
 #include "manager/session_registry.h"
 
 namespace corral {
@@ -22,6 +23,7 @@ struct ApiContext {
   SessionRegistry* registry = nullptr;
   std::function<Status()> ready;  // readiness of the launcher and the backends
   LmGateway* lm = nullptr;        // model settings and usage of sessions
+  PoolBackend* pool = nullptr;    // null when the pool is off (pool.size 0)
 };
 
 std::vector<Route> SessionRoutes(ApiContext* context);
@@ -29,6 +31,7 @@ std::vector<Route> ProgramRoutes(ApiContext* context);
 std::vector<Route> CallRoutes(ApiContext* context);
 std::vector<Route> HealthRoutes(ApiContext* context);
 std::vector<Route> LmRoutes(ApiContext* context);
+std::vector<Route> PoolRoutes(ApiContext* context);
 
 // Every route of the v1 API.
 std::vector<Route> AllRoutes(ApiContext* context);
@@ -40,7 +43,7 @@ nlohmann::json SessionJson(ApiContext* context, Session& session);
 // The configure_lm command of POST /v1/sessions/{id}/call, served by the daemon itself.
 Result<nlohmann::json> ConfigureLm(ApiContext* context, const Session& session,
                                    const nlohmann::json& args);
-// A call's timeout: `timeout_ms` from the body, else the configured default.
+// A call's timeout: `timeout_ms` from the body, else kSessionCallTimeout.
 std::chrono::milliseconds CallTimeout(ApiContext* context, const nlohmann::json& body);
 // Upper bound of `timeout_ms` in request bodies: one hour.
 inline constexpr int64_t kMaxTimeoutMs = 3600 * 1000;

@@ -55,6 +55,14 @@ Status SetPath(const std::string& value, const std::string& base_dir, std::strin
   return Status::Ok();
 }
 
+Status SetOptionalPath(const std::string& value, const std::string& base_dir, std::string* out) {
+  if (value.empty()) {
+    out->clear();
+    return Status::Ok();
+  }
+  return SetPath(value, base_dir, out);
+}
+
 Status SetName(const std::string& value, std::string* out) {
   // Names end up in file names and cgroup paths: no separators, no dot-dot.
   static const std::regex kName("^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$");
@@ -82,11 +90,16 @@ Status SetLogFormat(const std::string& value, LogFormat* out) {
 }
 
 Status SetBackend(const std::string& value, std::string* out) {
-  if (value == "pool") {
-    return Status::InvalidArgument("the pool backend is not available yet; use `process`");
+  if (value != "process" && value != "pool") {
+    return Status::InvalidArgument(fmt::format("`{}` is not a backend (process, pool)", value));
   }
-  if (value != "process") {
-    return Status::InvalidArgument(fmt::format("`{}` is not a backend (process)", value));
+  *out = value;
+  return Status::Ok();
+}
+
+Status SetAffinity(const std::string& value, std::string* out) {
+  if (value != "spread" && value != "strict") {
+    return Status::InvalidArgument(fmt::format("`{}` is not one of spread, strict", value));
   }
   *out = value;
   return Status::Ok();
@@ -156,6 +169,19 @@ const std::vector<ConfigRow>& Table() {
       CORRAL_ROW("process.start_timeout", SetDuration(v, &c.process.start_timeout)),
       CORRAL_ROW("process.max_queued_calls", SetCount(v, &c.process.max_queued_calls)),
       CORRAL_ROW("process.memory_budget", SetSize(v, &c.process.memory_budget)),
+      CORRAL_ROW("pool.size", SetCount(v, &c.pool.size)),
+      CORRAL_ROW("pool.policy", SetName(v, &c.pool.policy)),
+      CORRAL_ROW("pool.max_concurrent_sessions", SetCount(v, &c.pool.max_concurrent_sessions)),
+      CORRAL_ROW("pool.max_idle_seconds", SetMillis(v, &c.pool.max_idle, true)),
+      CORRAL_ROW("pool.call_timeout", SetDuration(v, &c.pool.call_timeout)),
+      CORRAL_ROW("pool.max_queue_size", SetCount(v, &c.pool.max_queue_size)),
+      CORRAL_ROW("pool.queue_timeout", SetDuration(v, &c.pool.queue_timeout)),
+      CORRAL_ROW("pool.affinity", SetAffinity(v, &c.pool.affinity)),
+      CORRAL_ROW("pool.worker_max_requests", SetCount(v, &c.pool.worker_max_requests)),
+      CORRAL_ROW("pool.worker_max_memory", SetSize(v, &c.pool.worker_max_memory)),
+      CORRAL_ROW("pool.max_start_failures", SetCount(v, &c.pool.max_start_failures)),
+      CORRAL_ROW("pool.restart_backoff", SetDuration(v, &c.pool.restart_backoff)),
+      CORRAL_ROW("pool.store", SetOptionalPath(v, base, &c.pool.store)),
       CORRAL_ROW("cgroup.parent", SetName(v, &c.cgroup_parent)),
       CORRAL_ROW("http.threads", SetCount(v, &c.http.threads)),
       CORRAL_ROW("http.max_connections", SetCount(v, &c.http.max_connections)),
@@ -276,6 +302,22 @@ Status ApplyOverrides(const std::vector<std::string>& overrides,
   return Status::Ok();
 }
 
+Status CheckPoolConfig(const PoolBackendConfig& pool) {
+  if (pool.size > 256) return Status::InvalidArgument("`pool.size`: must be at most 256");
+  if (pool.max_concurrent_sessions == 0 || pool.max_queue_size == 0) {
+    return Status::InvalidArgument(
+        "`pool.max_concurrent_sessions`, `pool.max_queue_size`: must be at least 1");
+  }
+  if (pool.call_timeout.count() <= 0 || pool.queue_timeout.count() <= 0) {
+    return Status::InvalidArgument("`pool.call_timeout`, `pool.queue_timeout`: must be > 0");
+  }
+  if (pool.worker_max_requests == 0 || pool.max_start_failures == 0) {
+    return Status::InvalidArgument(
+        "`pool.worker_max_requests`, `pool.max_start_failures`: must be at least 1");
+  }
+  return Status::Ok();
+}
+
 Status CheckWhole(const DaemonConfig& config) {
   if (config.process.max_concurrent_sessions == 0) {
     return Status::InvalidArgument("`process.max_concurrent_sessions`: must be at least 1");
@@ -298,6 +340,7 @@ Status CheckWhole(const DaemonConfig& config) {
   if (config.limits.max_frame_bytes < 1024) {
     return Status::InvalidArgument("`limits.max_frame_bytes`: must be at least 1Ki");
   }
+  CORRAL_TRY(CheckPoolConfig(config.pool));
   CORRAL_TRY(CheckLmConfig(config.lm));
   return Status::Ok();
 }
@@ -346,6 +389,7 @@ Result<DaemonConfig> ParseConfig(const std::string& yaml_text, const std::string
     CORRAL_TRY_CTX(row->set(config, value, base_dir, wildcard), "{}: `{}`", source, path);
   }
   CORRAL_TRY_CTX(CheckWhole(config), "{}", source);
+  if (config.pool.store.empty()) config.pool.store = config.state_dir + "/pool.db";
   return config;
 }
 

@@ -29,6 +29,24 @@ struct ProcessBackendConfig {
   uint64_t memory_budget = 0;     // sum of live sandboxes' memory limits; 0 = auto (90% host)
 };
 
+// The pool backend: warm sandboxed workers shared by many sessions of one tenant
+// (manager/pool_backend.h). `size` 0 turns it off.
+struct PoolBackendConfig {
+  uint64_t size = 10;
+  std::string policy = "default";  // every pool worker runs under this one policy
+  uint64_t max_concurrent_sessions = 10000;
+  std::chrono::milliseconds max_idle{3600 * 1000};  // `max_idle_seconds`
+  std::chrono::milliseconds call_timeout{30 * 1000};
+  uint64_t max_queue_size = 1000;                   // requests waiting for a worker, all sessions
+  std::chrono::milliseconds queue_timeout{5000};    // longest wait for a worker
+  std::string affinity = "spread";                  // spread | strict
+  uint64_t worker_max_requests = 10000;             // recycled after serving this many
+  uint64_t worker_max_memory = 0;                   // recycled past it; 0: 80% of the policy limit
+  uint64_t max_start_failures = 3;                  // in a row, then the slot is out of rotation
+  std::chrono::milliseconds restart_backoff{1000};  // doubled after each failed start
+  std::string store;                                // SQLite file; default state_dir/pool.db
+};
+
 struct LimitsConfig {
   uint64_t max_request_bytes = 1ull << 20;  // HTTP body
   uint64_t max_frame_bytes = 16ull << 20;   // one worker protocol frame, both directions
@@ -58,6 +76,7 @@ struct DaemonConfig {
   LimitsConfig limits;
   std::string default_backend = "process";
   ProcessBackendConfig process;
+  PoolBackendConfig pool;
   std::string cgroup_parent = "corrald";
   HttpConfig http;
   LmConfig lm;

@@ -25,7 +25,9 @@
 #include "manager/http_server.h"
 #include "manager/instance_lock.h"
 #include "manager/lm_gateway.h"
+#include "manager/pool_backend.h"
 #include "manager/process_backend.h"
+#include "manager/sandbox_worker.h"
 #include "manager/session_registry.h"
 #include "manager/version.h"
 #include "sandbox/log.h"
@@ -143,24 +145,48 @@ int Run(const Options& options) {
   std::string pid_file = config->state_dir + "/corrald.pid";
   unlink(port_file.c_str());
 
-  // Declared before the backend, so it outlives every worker whose model requests it answers.
+  // Declared before the backends, so it outlives every worker whose model requests it answers.
   Result<std::unique_ptr<LmGateway>> gateway = LmGateway::Create(config->lm);
   if (!gateway.ok()) return fail(Status(gateway.status()).Context("lm"));
-  Result<std::unique_ptr<ProcessBackend>> backend = ProcessBackend::Create(*config, gateway->get());
-  if (!backend.ok()) return fail(backend.status());
-  SessionRegistry registry(*config, {{"process", backend->get()}});
+  Result<std::unique_ptr<WorkerLauncher>> launcher =
+      WorkerLauncher::Create(*config, gateway->get());
+  if (!launcher.ok()) return fail(launcher.status());
+  Result<std::unique_ptr<ProcessBackend>> process =
+      ProcessBackend::Create(*config, launcher->get());
+  if (!process.ok()) return fail(process.status());
+  std::map<std::string, Backend*> backends = {{"process", process->get()}};
+  std::unique_ptr<PoolBackend> pool;
+  if (config->pool.size > 0) {
+    Result<std::unique_ptr<PoolBackend>> created = PoolBackend::Create(*config, launcher->get());
+    if (!created.ok()) return fail(Status(created.status()).Context("pool"));
+    pool = std::move(created).value();
+    backends["pool"] = pool.get();
+  }
+  if (backends.count(config->default_backend) == 0) {
+    return fail(Status::InvalidArgument(
+        fmt::format("default_backend `{}` is off (pool.size is 0)", config->default_backend)));
+  }
+  SessionRegistry registry(*config, backends);
+  Result<std::vector<std::shared_ptr<Session>>> restored = registry.Restore();
+  if (!restored.ok()) return fail(Status(restored.status()).Context("restore sessions"));
+  // A restored session gets the default model settings (they are not kept in the store).
+  for (const std::shared_ptr<Session>& session : *restored) {
+    (*gateway)->SetSession(session->id(), session->log_context().tenant, (*gateway)->Defaults(),
+                           session);
+  }
   registry.StartReaper();
 
   ApiContext context;
   context.config = &config.value();
   context.registry = &registry;
   context.lm = gateway->get();
-  Backend* process = backend->get();
-  context.ready = [process, &registry] {
+  context.pool = pool.get();
+  context.ready = [&backends, &registry] {
     if (!registry.accepting()) {
       return Status::Unavailable("the daemon is shutting down").WithReason("shutting_down");
     }
-    return process->Ready();
+    for (const auto& [name, backend] : backends) CORRAL_TRY(backend->Ready());
+    return Status::Ok();
   };
   HttpServer server(config->http, config->limits.max_request_bytes, AllRoutes(&context));
   Result<int> port = server.Bind(*listen);

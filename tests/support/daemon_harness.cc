@@ -124,6 +124,10 @@ void Daemon::Launch(const DaemonOptions& options) {
       "cgroup.parent=" + cgroup_parent_,
       "--set",
       "log.format=text",
+      // The pool's warm workers cost every daemon a sandbox each; tests that use the pool
+      // size it themselves (overrides come later and win).
+      "--set",
+      "pool.size=0",
   };
   if (!options.policies_dir.empty()) {
     args.insert(args.end(), {"--set", "policies_dir=" + options.policies_dir});
