@@ -541,5 +541,40 @@ TEST_CASE("lm: two users, each with a signature program called qa_bot") {
   CHECK(daemon->Delete("/v1/sessions/" + bob).status == 204);
 }
 
+TEST_CASE("lm: pool sessions sharing one worker each reach their own endpoint and quota") {
+  FakeLmServer server;
+  auto daemon =
+      StartDaemon(server, {"pool.size=1", "lm.endpoints.fake2.base_url=" + server.base_url(),
+                           "lm.endpoints.fake2.model=bob-model"});
+  for (int i = 0; i < 600 && daemon->Get("/readyz").status != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  REQUIRE(daemon->Get("/readyz").status == 200);
+  // One tenant, one worker: both sessions' programs live in the same interpreter.
+  std::string alice =
+      daemon->CreateSession({{"session_id", "alice-p"}, {"backend", "pool"}, {"tenant", "acme"}});
+  std::string bob = daemon->CreateSession({{"session_id", "bob-p"},
+                                           {"backend", "pool"},
+                                           {"tenant", "acme"},
+                                           {"lm", {{"endpoint", "fake2"}}}});
+  for (const std::string& session : {alice, bob}) {
+    CreateSignature(*daemon, session, "qa_bot", {{"signature", "question -> answer"}});
+  }
+  daemon->CreatePythonProgram(bob, "raw",
+                              "import corral\n"
+                              "def forward(text):\n"
+                              "    return corral.lm(text)\n");
+
+  CHECK(Outputs(*daemon, alice, "qa_bot", {{"question", "hi"}})["answer"] ==
+        "fake-model t=0.0: hi");
+  CHECK(Outputs(*daemon, bob, "qa_bot", {{"question", "hi"}})["answer"] == "bob-model t=0.0: hi");
+  CHECK(Outputs(*daemon, bob, "raw", {{"text", "yo"}}) == "echo: yo");
+  CHECK(Usage(*daemon, alice)["calls"] == 1);
+  CHECK(Usage(*daemon, bob)["calls"] == 2);
+  HttpResult pool = daemon->Get("/v1/pool");
+  REQUIRE(pool.status == 200);
+  CHECK(pool.json["workers"][0]["sessions_held"] == 2);
+}
+
 }  // namespace
 }  // namespace corral::testing
