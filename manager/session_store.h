@@ -5,8 +5,10 @@
 // The interface is the seam for a store shared by several hosts; the embedded one is SQLite
 // in the daemon's state directory (sqlite_session_store.cc).
 //
-// Durability contract: a method returns only once what it wrote is committed, so a create
-// acknowledged to a client survives `kill -9` of the daemon.
+// Durability contract: a method returns only once what it wrote is committed and on disk, so a
+// create acknowledged to a client survives `kill -9` of the daemon and a power loss. A corrupt
+// row fails the whole load; it is never skipped. A replaced program moves to the end of the
+// creation order.
 //
 // Thread safety: every method may be called from any thread.
 #pragma once
@@ -57,13 +59,15 @@ class SessionStore {
   virtual Status SaveStats(const std::string& session_id, const nlohmann::json& stats) = 0;
   // Every stored session with its programs, sessions ordered by creation.
   virtual Result<std::vector<StoredSession>> LoadAll() = 0;
+  // How many sessions are stored.
   virtual Result<uint64_t> CountSessions() = 0;
   // Names the store in logs and GET /v1/pool: "sqlite:/var/lib/corral/pool-sessions.db".
   virtual std::string Describe() const = 0;
 };
 
-// Opens (creating it and its schema when absent) the SQLite store at `path`, mode 0600.
-// Errors carry reason `store_error` and name the path.
+// Opens (creating it and its schema when absent) the SQLite store at `path`, mode 0600; its
+// directory must exist. A file written by a newer schema version is refused. Errors carry
+// reason `store_error` and name the path.
 Result<std::unique_ptr<SessionStore>> OpenSqliteSessionStore(const std::string& path);
 
 }  // namespace corral
