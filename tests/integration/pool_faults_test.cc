@@ -1,0 +1,167 @@
+// The pool backend when workers fail: a slot whose worker cannot start leaves rotation instead
+// of looping, worn or swollen workers are replaced between requests, a call past its timeout
+// costs that call alone, and the pool's own commands stay out of a client's reach.
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "tests/support/daemon_harness.h"
+
+namespace corral::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Only a bound against a broken daemon hanging the run, never a timing assertion.
+constexpr int kPollRounds = 1200;  // of 50 ms
+
+const char kCounter[] =
+    "n = 0\n"
+    "def forward():\n"
+    "    global n\n"
+    "    n += 1\n"
+    "    return n\n";
+
+std::unique_ptr<Daemon> StartPool(std::vector<std::string> overrides) {
+  DaemonOptions options;
+  options.overrides = std::move(overrides);
+  auto daemon = Daemon::Start(options);
+  HttpResult ready;
+  for (int i = 0; i < kPollRounds; ++i) {
+    ready = daemon->Get("/readyz");
+    if (ready.status == 200) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  INFO(ready.body << "\n" << daemon->log());
+  REQUIRE(ready.status == 200);
+  return daemon;
+}
+
+int64_t WorkerPid(Daemon& daemon, const std::string& session) {
+  HttpResult info = daemon.Get("/v1/sessions/" + session);
+  REQUIRE(info.status == 200);
+  return info.json["worker"]["pid"].get<int64_t>();
+}
+
+std::string PoolSession(Daemon& daemon, const std::string& id) {
+  return daemon.CreateSession({{"session_id", id}, {"backend", "pool"}, {"tenant", "acme"}});
+}
+
+TEST_CASE("pool: a worker slot that keeps failing to start leaves rotation and says why") {
+  DaemonOptions options;
+  // An interpreter that exits at once: every pool worker start fails.
+  options.overrides = {"pool.size=2", "pool.max_start_failures=2", "pool.restart_backoff=10ms",
+                       "worker.python=/usr/bin/false"};
+  auto daemon = Daemon::Start(options);
+
+  HttpResult pool;
+  auto all_failed = [&] {
+    pool = daemon->Get("/v1/pool");
+    if (pool.status != 200) return false;
+    for (const auto& worker : pool.json["workers"]) {
+      if (worker["state"] != "failed") return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < kPollRounds && !all_failed(); ++i) std::this_thread::sleep_for(50ms);
+  INFO(pool.body << "\n" << daemon->log());
+  REQUIRE(all_failed());
+  for (const auto& worker : pool.json["workers"]) {
+    CHECK(worker["start_failures"] == 2);
+    CHECK(worker["pid"].is_null());
+    CHECK_THAT(worker["last_error"].get<std::string>(), Catch::Contains("did not start"));
+  }
+
+  // Out of rotation means no more attempts: the count stays where it stopped.
+  std::this_thread::sleep_for(300ms);
+  REQUIRE(all_failed());
+  for (const auto& worker : pool.json["workers"]) CHECK(worker["start_failures"] == 2);
+
+  HttpResult ready = daemon->Get("/readyz");
+  CHECK(ready.status == 503);
+  CHECK(ready.code() == "pool_unavailable");
+  HttpResult created = daemon->Post("/v1/sessions", {{"backend", "pool"}});
+  CHECK(created.status == 503);
+  CHECK(created.code() == "pool_unavailable");
+  CHECK(daemon->Get("/v1/sessions").json["sessions"].empty());
+}
+
+TEST_CASE("pool: a worker is replaced after worker_max_requests, and past worker_max_memory") {
+  auto daemon = StartPool({"pool.size=1", "pool.worker_max_requests=3"});
+  std::string session = PoolSession(*daemon, "worn");
+  daemon->CreatePythonProgram(session, "count", kCounter);  // request 1 of the worker
+  std::set<int64_t> pids;
+  std::vector<int64_t> counts;
+  for (int i = 0; i < 5; ++i) {
+    HttpResult run = daemon->Execute(session, "count");
+    INFO(run.body);
+    REQUIRE(run.status == 200);
+    counts.push_back(run.json["outputs"].get<int64_t>());
+    pids.insert(WorkerPid(*daemon, session));
+  }
+  // Requests 2 and 3 ran on the first worker; the fresh one re-created the program.
+  CHECK(counts == std::vector<int64_t>{1, 2, 1, 2, 3});
+  CHECK(pids.size() == 2);
+
+  auto swollen = StartPool({"pool.size=1", "pool.worker_max_memory=1Mi"});
+  std::string other = PoolSession(*swollen, "swollen");
+  swollen->CreatePythonProgram(other, "count", kCounter);
+  int64_t first = WorkerPid(*swollen, other);
+  // Memory is checked between requests, every 8th one: within 8 requests of its start the
+  // worker (always past 1 MiB) is replaced, and the next call re-creates the program.
+  int recreated_at = 0;
+  for (int i = 1; i <= 9 && recreated_at == 0; ++i) {
+    HttpResult run = swollen->Execute(other, "count");
+    REQUIRE(run.status == 200);
+    if (run.json.contains("programs_recreated")) recreated_at = i;
+  }
+  CHECK(recreated_at == 8);  // the create was request 1, so request 8 ended the first worker
+  CHECK(WorkerPid(*swollen, other) != first);
+}
+
+TEST_CASE("pool: a call past its timeout costs that call; the session goes on") {
+  auto daemon = StartPool({"pool.size=1"});
+  std::string session = PoolSession(*daemon, "slow");
+  daemon->CreatePythonProgram(session, "nap",
+                              "import time\ndef forward():\n    time.sleep(60)\n    return 1\n");
+  daemon->CreatePythonProgram(session, "count", kCounter);
+  int64_t before = WorkerPid(*daemon, session);
+
+  HttpResult late = daemon->Execute(session, "nap", nlohmann::json::object(), 300);
+  CHECK(late.status == 504);
+  CHECK(late.code() == "wall_timeout");
+
+  HttpResult info = daemon->Get("/v1/sessions/" + session);
+  CHECK(info.json["status"] == "ready");
+  CHECK(info.json["failure"].is_null());
+  HttpResult next = daemon->Execute(session, "count");
+  INFO(next.body);
+  REQUIRE(next.status == 200);
+  CHECK(next.json["outputs"] == 1);
+  CHECK(next.json["programs_recreated"] == 2);
+  CHECK(WorkerPid(*daemon, session) != before);
+}
+
+TEST_CASE("pool: the pool's own commands are not a client's to send") {
+  auto daemon = StartPool({"pool.size=1"});
+  std::string victim = PoolSession(*daemon, "victim");
+  std::string attacker = PoolSession(*daemon, "attacker");
+  daemon->CreatePythonProgram(victim, "count", kCounter);
+  REQUIRE(daemon->Execute(victim, "count").status == 200);
+
+  // drop_session naming a neighbour in the same worker is refused before any worker sees it.
+  HttpResult dropped =
+      daemon->Post("/v1/sessions/" + attacker + "/call",
+                   {{"command", "drop_session"}, {"args", {{"session_id", victim}}}});
+  CHECK(dropped.status == 400);
+  CHECK(dropped.code() == "unknown_command");
+  HttpResult still = daemon->Execute(victim, "count");
+  INFO(still.body);
+  REQUIRE(still.status == 200);
+  CHECK(still.json["outputs"] == 2);  // same worker, state intact
+  CHECK_FALSE(still.json.contains("programs_recreated"));
+}
+
+}  // namespace
+}  // namespace corral::testing
