@@ -54,16 +54,14 @@ class PoolSession : public Worker {
       return Status::InvalidArgument(fmt::format("unknown command `{}`", command.substr(0, 100)))
           .WithReason("unknown_command");
     }
-    const PoolBackendConfig& options = shared_->config.pool;
-    Result<WorkerPool::Lease> lease = shared_->pool->Acquire(record_.id, record_.tenant, affinity_,
-                                                             Clock::now() + options.queue_timeout);
-    if (!lease.ok()) return Count(command, lease.status());
-    Clock::time_point deadline = Clock::now() + timeout;
-    Result<nlohmann::json> result = Serve(*lease, command, args, deadline);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      affinity_ = lease->affinity();
-      last_pid_ = lease->pid();
+    Clock::time_point queued_until = Clock::now() + shared_->config.pool.queue_timeout;
+    Result<nlohmann::json> result = Attempt(command, args, queued_until, timeout);
+    // A worker that died before it received the request (between two requests, say) cost the
+    // request nothing: it runs once more, on another worker. A request it did receive is never
+    // repeated, since it may be what killed the worker.
+    if (!result.ok() && Undelivered(result.status())) {
+      kLog.Info(context_, "worker was gone before the request reached it: running it elsewhere");
+      result = Attempt(command, args, queued_until, timeout);
     }
     return Count(command, std::move(result));
   }
@@ -92,6 +90,25 @@ class PoolSession : public Worker {
   }
 
  private:
+  Result<nlohmann::json> Attempt(const std::string& command, const nlohmann::json& args,
+                                 Clock::time_point queued_until,
+                                 std::chrono::milliseconds timeout) {
+    CORRAL_ASSIGN_OR_RETURN(
+        WorkerPool::Lease lease,
+        shared_->pool->Acquire(record_.id, record_.tenant, affinity_, queued_until));
+    Result<nlohmann::json> result = Serve(lease, command, args, Clock::now() + timeout);
+    std::lock_guard<std::mutex> lock(mutex_);
+    affinity_ = lease.affinity();
+    last_pid_ = lease.pid();
+    return result;
+  }
+
+  static bool Undelivered(const Status& status) {
+    if (!IsWorkerDeath(status)) return false;
+    nlohmann::json details = nlohmann::json::parse(status.details_json(), nullptr, false);
+    return details.is_object() && details.value("delivered", true) == false;
+  }
+
   // The command on a leased worker: ended sessions it held dropped, this session's programs
   // made current, the command run, and a change of programs written to the store before the
   // client hears of it.
@@ -229,6 +246,7 @@ WorkerPoolOptions PoolOptions(const DaemonConfig& config, const Policy& policy) 
   options.max_start_failures = pool.max_start_failures;
   options.restart_backoff = pool.restart_backoff;
   options.start_timeout = config.process.start_timeout;
+  options.tenant_patience = pool.queue_timeout / 4;
   return options;
 }
 

@@ -101,9 +101,11 @@ class LaunchedWorker : public SandboxWorker {
                               Clock::time_point deadline, const CallerIdentity& caller) override {
     // The call's deadline also bounds every model request the worker makes during it.
     lm_port_->Begin(caller, deadline);
-    Result<WorkerReply> reply = channel_->Call(command, args, deadline, pool_session(caller));
+    bool delivered = false;
+    Result<WorkerReply> reply =
+        channel_->Call(command, args, deadline, pool_session(caller), &delivered);
     lm_port_->End();
-    if (!reply.ok()) return ChannelFailure(reply.status());
+    if (!reply.ok()) return ChannelFailure(reply.status(), delivered);
     if (!reply->ok) {
       return StatusFromWorkerError(reply->error_type, reply->error_message, reply->error);
     }
@@ -128,6 +130,7 @@ class LaunchedWorker : public SandboxWorker {
   }
 
   pid_t pid() const override { return sandbox_->pid(); }
+  bool Alive() const override { return !sandbox_->Exited() && channel_->fault().ok(); }
 
   void set_pool(bool pool) { pool_ = pool; }
 
@@ -138,7 +141,8 @@ class LaunchedWorker : public SandboxWorker {
 
   // The channel failed: a timeout, a protocol fault or the worker gone. Each ends the worker;
   // the error names why as precisely as the launcher can tell.
-  Status ChannelFailure(const Status& status) {
+  // A request the worker never received is marked `"delivered": false` in the details.
+  Status ChannelFailure(const Status& status, bool delivered) {
     if (status.reason() == kWallTimeout) {
       sandbox_->Kill(OutcomeReason::kWallTimeout);
       kLog.Warn(context_, "call timed out: worker killed");
@@ -150,11 +154,14 @@ class LaunchedWorker : public SandboxWorker {
       return status;
     }
     std::optional<Outcome> outcome = sandbox_->WaitFor(kOutcomeGrace);
-    if (!outcome) return status;
+    if (!outcome && delivered) return status;
+    if (!outcome) return Status(status).WithDetails(R"({"delivered":false})");
     WorkerFailure failure = FailureFromOutcome(*outcome);
+    nlohmann::json details = {{"failure", failure.ToJson()}};
+    if (!delivered) details["delivered"] = false;
     return Status::FailedPrecondition(fmt::format("the worker died: {}", failure.message))
         .WithReason(failure.reason)
-        .WithDetails(nlohmann::json{{"failure", failure.ToJson()}}.dump());
+        .WithDetails(details.dump());
   }
 
   // Declared first, so it is given back only after the sandbox is gone.

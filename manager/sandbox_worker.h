@@ -61,6 +61,8 @@ class SandboxWorker {
   virtual void Stop(OutcomeReason reason) = 0;
   virtual WorkerInfo Info() const = 0;
   virtual pid_t pid() const = 0;
+  // False once the worker's process has exited or its channel has failed.
+  virtual bool Alive() const = 0;
 };
 
 class WorkerLauncher {

@@ -123,7 +123,8 @@ Result<std::pair<UniqueFd, UniqueFd>> WorkerChannel::MakeSocketPair() {
 
 Result<WorkerReply> WorkerChannel::Call(const std::string& command, nlohmann::json args,
                                         std::chrono::steady_clock::time_point deadline,
-                                        const std::string& session_id) {
+                                        const std::string& session_id, bool* delivered) {
+  if (delivered != nullptr) *delivered = false;
   uint64_t id;
   {
     std::lock_guard lock(mutex_);
@@ -147,6 +148,7 @@ Result<WorkerReply> WorkerChannel::Call(const std::string& command, nlohmann::js
     if (!fault_.ok()) return fault_;  // the reader saw why first (the worker exited, ...)
     return written;
   }
+  if (delivered != nullptr) *delivered = true;
 
   Result<WorkerReply> reply = Await(id, deadline);
   if (!reply.ok() && reply.status().reason() == kWallTimeout) return WallTimeout(command);

@@ -85,10 +85,12 @@ class WorkerChannel {
   // it (a late reply would fault the channel). The deadline also bounds the write, so a worker
   // that stops reading cannot hold the caller; a request cut off half-written leaves the channel
   // failed with wall_timeout. `session_id` is sent when not empty (pool mode). A reply with an
-  // `error` is a success here: the worker is healthy and refused or failed the command.
+  // `error` is a success here: the worker is healthy and refused or failed the command. On
+  // failure, `*delivered` (when given) says whether the whole request reached the worker: a
+  // request that never did can safely run elsewhere.
   Result<WorkerReply> Call(const std::string& command, nlohmann::json args,
                            std::chrono::steady_clock::time_point deadline,
-                           const std::string& session_id = "");
+                           const std::string& session_id = "", bool* delivered = nullptr);
 
   // Frames the worker starts (requests for a language model, ...). Without a handler such a
   // frame is a protocol fault, and so is one whose type is not in `types` when that is not

@@ -286,14 +286,22 @@ const WorkerPool::Slot* WorkerPool::Home(const Waiter& waiter) const {
   return holds ? &home : nullptr;
 }
 
+// A ready worker whose process already died (the launcher has not told us yet) is restarted,
+// never handed a request that would fail for a death it did not cause. Requires mutex_.
+bool WorkerPool::Alive(Slot* slot) {
+  if (slot->worker && slot->worker->Alive()) return true;
+  Restart(slot);
+  return false;
+}
+
 WorkerPool::Slot* WorkerPool::PickIdle(const Waiter& waiter) {
   if (waiter.affinity.slot >= 0 && waiter.affinity.slot < static_cast<int>(slots_.size())) {
     Slot* home = slots_[waiter.affinity.slot].get();
-    if (Idle(*home, &waiter) && Eligible(*home, waiter)) return home;
+    if (Idle(*home, &waiter) && Eligible(*home, waiter) && Alive(home)) return home;
   }
   Slot* fresh = nullptr;
   for (const auto& slot : slots_) {
-    if (!Idle(*slot, &waiter) || !Eligible(*slot, waiter)) continue;
+    if (!Idle(*slot, &waiter) || !Eligible(*slot, waiter) || !Alive(slot.get())) continue;
     if (slot->tenant == waiter.tenant) return slot.get();  // warm for this tenant
     if (fresh == nullptr) fresh = slot.get();
   }
@@ -331,12 +339,22 @@ void WorkerPool::RecycleFor(Waiter* waiter) {
   }
 }
 
-// A ready worker looks for work: the waiter it restarted for, else the oldest waiter it may
-// serve as it is, else it restarts for the oldest waiter of another tenant.
+// A ready worker looks for work: the waiter it restarted for; else a waiter of another tenant
+// that has waited past `tenant_patience` (a busy tenant must not starve the others of a worker);
+// else the oldest waiter it may serve as it is; else it restarts for the oldest waiter of another
+// tenant.
 void WorkerPool::HandOff(Slot* slot) {
   if (slot->reserved_for != nullptr) {
     Grant(slot, slot->reserved_for);
     return;
+  }
+  if (!Alive(slot)) return;
+  Clock::time_point impatient = Clock::now() - options_.tenant_patience;
+  for (Waiter* waiter : queue_) {
+    if (slot->tenant.empty() || waiter->tenant == slot->tenant) break;  // serves it as it is
+    if (waiter->since > impatient) continue;
+    RecycleFor(waiter);
+    if (waiter->reserved == slot) return;
   }
   for (Waiter* waiter : queue_) {
     if (Eligible(*slot, *waiter)) {

@@ -44,6 +44,9 @@ struct WorkerPoolOptions {
   uint64_t max_start_failures = 3;
   std::chrono::milliseconds restart_backoff{1000};
   std::chrono::milliseconds start_timeout{10000};
+  // A request of another tenant that has waited this long gets the next free worker (restarted
+  // for it) ahead of the worker's own tenant.
+  std::chrono::milliseconds tenant_patience{1250};
 };
 
 // Where a session last ran: a slot and the incarnation of its worker (a restarted worker holds
@@ -115,6 +118,7 @@ class WorkerPool {
  private:
   bool InRotation(const Slot& slot) const;
   bool Idle(const Slot& slot, const Waiter* waiter) const;
+  bool Alive(Slot* slot);
   bool Eligible(const Slot& slot, const Waiter& waiter) const;
   const Slot* Home(const Waiter& waiter) const;
   Slot* PickIdle(const Waiter& waiter);
