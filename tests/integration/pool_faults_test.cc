@@ -6,37 +6,13 @@
 #include <set>
 #include <thread>
 
-#include "tests/support/daemon_harness.h"
+#include "tests/support/pool_support.h"
 
 namespace corral::testing {
 namespace {
 
-using namespace std::chrono_literals;
-
 // Only a bound against a broken daemon hanging the run, never a timing assertion.
 constexpr int kPollRounds = 1200;  // of 50 ms
-
-const char kCounter[] =
-    "n = 0\n"
-    "def forward():\n"
-    "    global n\n"
-    "    n += 1\n"
-    "    return n\n";
-
-std::unique_ptr<Daemon> StartPool(std::vector<std::string> overrides) {
-  DaemonOptions options;
-  options.overrides = std::move(overrides);
-  auto daemon = Daemon::Start(options);
-  HttpResult ready;
-  for (int i = 0; i < kPollRounds; ++i) {
-    ready = daemon->Get("/readyz");
-    if (ready.status == 200) break;
-    std::this_thread::sleep_for(50ms);
-  }
-  INFO(ready.body << "\n" << daemon->log());
-  REQUIRE(ready.status == 200);
-  return daemon;
-}
 
 int64_t WorkerPid(Daemon& daemon, const std::string& session) {
   HttpResult info = daemon.Get("/v1/sessions/" + session);
@@ -45,7 +21,7 @@ int64_t WorkerPid(Daemon& daemon, const std::string& session) {
 }
 
 std::string PoolSession(Daemon& daemon, const std::string& id) {
-  return daemon.CreateSession({{"session_id", id}, {"backend", "pool"}, {"tenant", "acme"}});
+  return CreatePoolSession(daemon, {{"session_id", id}, {"tenant", "acme"}});
 }
 
 TEST_CASE("pool: a worker slot that keeps failing to start leaves rotation and says why") {
