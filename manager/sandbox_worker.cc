@@ -129,6 +129,8 @@ class LaunchedWorker : public SandboxWorker {
     return info;
   }
 
+  void Kill(OutcomeReason reason) override { sandbox_->Kill(reason); }
+
   pid_t pid() const override { return sandbox_->pid(); }
   bool Alive() const override { return !sandbox_->Exited() && channel_->fault().ok(); }
 
@@ -150,7 +152,9 @@ class LaunchedWorker : public SandboxWorker {
     }
     if (status.reason() == kWorkerProtocolError) {
       kLog.Error(context_, "worker protocol error, killing it: {}", status.message());
-      sandbox_->Kill(OutcomeReason::kKilledByRequest);
+      // The call's error is the failure: the launcher must not report the kill it causes as
+      // the worker's fate (killed_by_request) ahead of it.
+      Stop(OutcomeReason::kKilledByRequest);
       return status;
     }
     std::optional<Outcome> outcome = sandbox_->WaitFor(kOutcomeGrace);
