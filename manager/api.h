@@ -43,6 +43,9 @@ nlohmann::json SessionJson(ApiContext* context, Session& session);
 // The configure_lm command of POST /v1/sessions/{id}/call, served by the daemon itself.
 Result<nlohmann::json> ConfigureLm(ApiContext* context, const Session& session,
                                    const nlohmann::json& args);
+// The arguments of a program command sent through the generic call, checked as the program
+// routes check their bodies: a bad or unknown field is a 400 naming it.
+Status ValidateProgramArgs(const std::string& command, const nlohmann::json& args);
 // A call's timeout: `timeout_ms` from the body, else kSessionCallTimeout.
 std::chrono::milliseconds CallTimeout(ApiContext* context, const nlohmann::json& body);
 // Upper bound of `timeout_ms` in request bodies: one hour.

@@ -23,8 +23,8 @@ Status CheckCommand(const std::string& command) {
   for (std::string_view known : kCommands) {
     if (known == command) return Status::Ok();
   }
-  return Status::InvalidArgument(
-             fmt::format("command: `{}` is not one of {}", command, fmt::join(kCommands, ", ")))
+  return Status::InvalidArgument(fmt::format("command: `{}` is not one of {}, configure_lm",
+                                             command, fmt::join(kCommands, ", ")))
       .WithReason("unknown_command")
       .WithDetails(nlohmann::json{{"field", "command"}}.dump());
 }
@@ -42,6 +42,10 @@ ApiResponse Call(ApiContext* context, const ApiRequest& request) {
   if (!session.ok()) return ErrorResponse(session.status());
   nlohmann::json args = body->value("args", nlohmann::json::object());
   if (args.is_null()) args = nlohmann::json::object();
+  if (command != "configure_lm") {
+    Status args_valid = ValidateProgramArgs(command, args);
+    if (!args_valid.ok()) return ErrorResponse(Status(args_valid).Context("args"));
+  }
   // Model settings live in the daemon, which holds the endpoints: the worker never sees them.
   Result<nlohmann::json> result =
       command == "configure_lm" ? ConfigureLm(context, **session, args)

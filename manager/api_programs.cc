@@ -23,10 +23,33 @@ const std::array kCreateFields = {
     FieldSpec{"demos", FieldType::kAny},             // signature they belong to
 };
 
+// The arguments of execute_program and delete_program sent through the generic call.
+const std::array kProgramCallFields = {
+    FieldSpec{"program_id", FieldType::kString, true, kProgramIdPattern},
+    FieldSpec{"inputs", FieldType::kAny},
+};
+
 const std::array kExecuteFields = {
     FieldSpec{"inputs", FieldType::kObject},
     FieldSpec{"timeout_ms", FieldType::kInteger, false, "", 0, 1, kMaxTimeoutMs},
 };
+
+}  // namespace
+
+Status ValidateProgramArgs(const std::string& command, const nlohmann::json& args) {
+  if (command == "create_program") return ValidateFields(args, kCreateFields);
+  if (command == "execute_program") {
+    CORRAL_TRY(ValidateFields(args, kProgramCallFields));
+    if (args.contains("inputs") && !args["inputs"].is_object() && !args["inputs"].is_null()) {
+      return InvalidField("inputs", "must be an object");
+    }
+    return Status::Ok();
+  }
+  if (command == "delete_program") return ValidateFields(args, kProgramCallFields);
+  return Status::Ok();
+}
+
+namespace {
 
 // Runs one worker command in the session named by the path.
 Result<nlohmann::json> RunInSession(ApiContext* context, const ApiRequest& request,

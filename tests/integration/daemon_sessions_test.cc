@@ -172,6 +172,16 @@ TEST_CASE("daemon: program errors, signature programs and program deletion") {
   CHECK(daemon->Delete("/v1/sessions/" + s + "/programs/boom").status == 404);
   CHECK(daemon->Get("/v1/sessions/" + s).json["programs"] == nlohmann::json({"qa"}));
   CHECK(daemon->Get("/v1/sessions/" + s).json["metadata"]["k"] == 1);
+
+  // Executions count programs that ran (boom raised, qa reached the model gateway, twice
+  // answered); an execute refused before running (unknown program, bad args) does not count.
+  CHECK(daemon->Execute(s, "nothing-here").code() == "program_not_found");
+  HttpResult bad_args = daemon->Post(
+      "/v1/sessions/" + s + "/call",
+      {{"command", "create_program"}, {"args", {{"program_id", 5}, {"kind", "python"}}}});
+  CHECK(bad_args.status == 400);
+  CHECK(bad_args.json["error"]["details"]["field"] == "program_id");
+  CHECK(daemon->Get("/v1/sessions/" + s).json["stats"]["executions"] == 3);
   HttpResult duplicate = daemon->Post("/v1/sessions", {{"session_id", "errors-1"}});
   CHECK(duplicate.status == 409);
   CHECK(duplicate.code() == "session_exists");
