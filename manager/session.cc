@@ -44,6 +44,13 @@ std::string_view SessionStatusName(SessionStatus status) {
   return "failed";
 }
 
+bool ProgramRan(const Status& status) {
+  static const std::set<std::string, std::less<>> kRan = {
+      "program_error", "result_not_serializable", "result_too_large"};
+  return status.ok() || kRan.count(status.reason()) > 0 || status.reason().starts_with("lm_") ||
+         IsWorkerDeath(status);
+}
+
 Session::Session(SessionParams params)
     : params_(std::move(params)),
       context_{params_.id, params_.tenant},
@@ -127,13 +134,27 @@ Result<nlohmann::json> Session::Call(const std::string& command, const nlohmann:
   std::shared_ptr<Worker> worker = worker_;
   lock.unlock();
 
-  Result<nlohmann::json> result = worker->Call(command, args, timeout);
+  Result<nlohmann::json> result = CallWorker(*worker, command, args, timeout);
   if (result.ok()) {
     // The worker's own bounds are tenant-controlled: a program can forge its reply.
     Status bounded = EnforceReplyLimits(command, params_.limits, &result.value());
     if (!bounded.ok()) result = std::move(bounded);
   }
   return AfterCall(command, args, std::move(result));
+}
+
+// An exception from the worker's side (a JSON type error on a forged reply, a bug) must never
+// skip AfterCall: the session would count a call running forever, and End() and the daemon's
+// shutdown would wait on it.
+Result<nlohmann::json> Session::CallWorker(Worker& worker, const std::string& command,
+                                           const nlohmann::json& args,
+                                           std::chrono::milliseconds timeout) {
+  try {
+    return worker.Call(command, args, timeout);
+  } catch (const std::exception& e) {
+    kLog.Error(context_, "call `{}` threw: {}", command, e.what());
+    return Status::Internal(fmt::format("call `{}` failed inside corrald", command));
+  }
 }
 
 Result<nlohmann::json> Session::AfterCall(const std::string& command, const nlohmann::json& args,
@@ -145,7 +166,7 @@ Result<nlohmann::json> Session::AfterCall(const std::string& command, const nloh
   last_activity_ = std::chrono::steady_clock::now();
   last_activity_at_ = std::chrono::system_clock::now();
   if (!result.ok()) ++errors_;
-  if (command == "execute_program") ++executions_;
+  if (command == "execute_program" && ProgramRan(result.status())) ++executions_;
   if (result.ok() && args.contains("program_id") && args["program_id"].is_string()) {
     if (command == "create_program") programs_.insert(args["program_id"].get<std::string>());
     if (command == "delete_program") programs_.erase(args["program_id"].get<std::string>());

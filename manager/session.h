@@ -52,6 +52,11 @@ struct SessionParams {
 // A call timeout that means "the session's backend default" (SessionParams::call_timeout).
 inline constexpr std::chrono::milliseconds kSessionCallTimeout{0};
 
+// Whether an execute_program that ended with `status` ran the program (it may have raised, or
+// its worker died under it), rather than being refused before it ran (unknown program, bad
+// inputs, a full queue). Only those count as executions.
+bool ProgramRan(const Status& status);
+
 // `when` as RFC 3339 UTC with milliseconds: "2026-12-04T06:05:21.123Z".
 std::string Rfc3339(std::chrono::system_clock::time_point when);
 
@@ -95,6 +100,8 @@ class Session {
  private:
   // The error a call gets from a session that can no longer run it. Requires mutex_.
   Status UnusableStatus() const;
+  Result<nlohmann::json> CallWorker(Worker& worker, const std::string& command,
+                                    const nlohmann::json& args, std::chrono::milliseconds timeout);
   // Bookkeeping once the worker answered; returns what the caller gets.
   Result<nlohmann::json> AfterCall(const std::string& command, const nlohmann::json& args,
                                    Result<nlohmann::json> result);
