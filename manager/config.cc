@@ -177,6 +177,7 @@ const std::vector<ConfigRow>& Table() {
       CORRAL_ROW("pool.max_queue_size", SetCount(v, &c.pool.max_queue_size)),
       CORRAL_ROW("pool.queue_timeout", SetDuration(v, &c.pool.queue_timeout)),
       CORRAL_ROW("pool.affinity", SetAffinity(v, &c.pool.affinity)),
+      CORRAL_ROW("pool.max_workers_per_tenant", SetCount(v, &c.pool.max_workers_per_tenant)),
       CORRAL_ROW("pool.worker_max_requests", SetCount(v, &c.pool.worker_max_requests)),
       CORRAL_ROW("pool.worker_max_memory", SetSize(v, &c.pool.worker_max_memory)),
       CORRAL_ROW("pool.max_start_failures", SetCount(v, &c.pool.max_start_failures)),

@@ -40,6 +40,7 @@ struct PoolBackendConfig {
   uint64_t max_queue_size = 1000;                   // requests waiting for a worker, all sessions
   std::chrono::milliseconds queue_timeout{5000};    // longest wait for a worker
   std::string affinity = "spread";                  // spread | strict
+  uint64_t max_workers_per_tenant = 0;              // workers one tenant may hold; 0: no cap
   uint64_t worker_max_requests = 10000;             // recycled after serving this many
   uint64_t worker_max_memory = 0;                   // recycled past it; 0: 80% of the policy limit
   uint64_t max_start_failures = 3;                  // in a row, then the slot is out of rotation

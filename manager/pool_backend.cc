@@ -54,6 +54,9 @@ class PoolSession : public Worker {
       return Status::InvalidArgument(fmt::format("unknown command `{}`", command.substr(0, 100)))
           .WithReason("unknown_command");
     }
+    // pool.call_timeout is the ceiling too: a request holds a worker that other sessions (and,
+    // between its restarts, other tenants) wait for.
+    timeout = std::min(timeout, shared_->config.pool.call_timeout);
     Clock::time_point queued_until = Clock::now() + shared_->config.pool.queue_timeout;
     Result<nlohmann::json> result = Attempt(command, args, queued_until, timeout);
     // A worker that died before it received the request (between two requests, say) cost the
@@ -79,8 +82,10 @@ class PoolSession : public Worker {
 
   WorkerInfo Info() const override {
     std::lock_guard<std::mutex> lock(mutex_);
-    WorkerInfo info;
-    info.pid = last_pid_;
+    // The worker that last served the session, while it still runs: its usage is shared with
+    // the tenant's other sessions (`shared_limits`).
+    WorkerInfo info = shared_->pool->Info(affinity_);
+    if (info.pid == 0) info.pid = last_pid_;
     info.limits = shared_->limits;
     info.backend = {
         {"worker", affinity_.slot >= 0 ? nlohmann::json(affinity_.slot) : nlohmann::json()},
@@ -171,7 +176,9 @@ class PoolSession : public Worker {
   Status Persist(WorkerPool::Lease& lease, const std::string& command, const nlohmann::json& args,
                  Clock::time_point deadline) {
     if (command != "create_program" && command != "delete_program") return Status::Ok();
-    std::string program_id = args.value("program_id", "");
+    auto id = args.find("program_id");
+    if (id == args.end() || !id->is_string()) return Status::Ok();  // the worker refused it
+    std::string program_id = id->get<std::string>();
     if (command == "create_program") {
       StoredProgram program{program_id, args, NowRfc3339()};
       Status put = shared_->store->PutProgram(record_.id, program);
@@ -196,7 +203,7 @@ class PoolSession : public Worker {
       std::lock_guard<std::mutex> lock(mutex_);
       ++calls_;
       if (!result.ok()) ++errors_;
-      if (command == "execute_program") ++executions_;
+      if (command == "execute_program" && ProgramRan(result.status())) ++executions_;
       save = calls_ % kStatsEvery == 0;
     }
     if (save) SaveStats();
@@ -247,6 +254,7 @@ WorkerPoolOptions PoolOptions(const DaemonConfig& config, const Policy& policy) 
   options.restart_backoff = pool.restart_backoff;
   options.start_timeout = config.process.start_timeout;
   options.tenant_patience = pool.queue_timeout / 4;
+  options.max_workers_per_tenant = pool.max_workers_per_tenant;
   return options;
 }
 

@@ -57,8 +57,11 @@ class SandboxWorker {
   virtual Result<nlohmann::json> Call(const std::string& command, const nlohmann::json& args,
                                       std::chrono::steady_clock::time_point deadline,
                                       const CallerIdentity& caller) = 0;
-  // Kills the worker; does not block; a running call fails.
+  // Kills the worker for good; does not block; a running call fails; `on_failure` will not run.
   virtual void Stop(OutcomeReason reason) = 0;
+  // Kills the worker as if it died (`on_failure` runs). Takes no lock the launcher holds while
+  // it calls `on_failure`, so it may be called under the lock that callback takes.
+  virtual void Kill(OutcomeReason reason) = 0;
   virtual WorkerInfo Info() const = 0;
   virtual pid_t pid() const = 0;
   // False once the worker's process has exited or its channel has failed.

@@ -189,7 +189,9 @@ void WorkerPool::KeeperLoop(Slot* slot) {
 void WorkerPool::StartWorker(Slot* slot, std::unique_lock<std::mutex>& lock) {
   std::shared_ptr<SandboxWorker> old = std::move(slot->worker);
   uint64_t incarnation = ++slot->incarnation;
-  std::string name = fmt::format("pool-{}-{}", slot->index, incarnation);
+  // The sandbox (and cgroup) name of a pool worker holds "..", which no session id may hold:
+  // a client can never create a session whose cgroup takes a pool worker's name.
+  std::string name = fmt::format("pool..{}..{}", slot->index, incarnation);
   lock.unlock();
   old.reset();  // the old worker and its cgroup are gone before a new one starts
 
@@ -220,11 +222,15 @@ void WorkerPool::StartWorker(Slot* slot, std::unique_lock<std::mutex>& lock) {
   if (slot->reserved_for != nullptr) slot->reserved_for->reserved = nullptr;
   slot->reserved_for = nullptr;
   if (slot->start_failures >= options_.max_start_failures) {
-    kLog.Error(spec.context, "pool worker {} failed to start {} times, out of rotation: {}",
-               slot->index, slot->start_failures, slot->last_error);
+    kLog.Error(spec.context,
+               "pool worker {} failed to start {} times, out of rotation; next try in {} s: {}",
+               slot->index, slot->start_failures, options_.failed_retry.count() / 1000,
+               slot->last_error);
     slot->state = kFailed;
-    slot->restart = false;
     slot->started_once = true;
+    // Out of rotation, not forever: what failed it (memory budget taken, a cgroup name in use)
+    // may clear. One try per `failed_retry`, never a tight loop.
+    slot->retry_at = Clock::now() + options_.failed_retry;
     FailWaitersIfNoneServes();
     return;
   }
@@ -273,6 +279,7 @@ bool WorkerPool::Idle(const Slot& slot, const Waiter* waiter) const {
 // under strict affinity only the worker that holds the session's programs.
 bool WorkerPool::Eligible(const Slot& slot, const Waiter& waiter) const {
   if (!slot.tenant.empty() && slot.tenant != waiter.tenant) return false;
+  if (slot.tenant.empty() && !MayGrow(waiter.tenant)) return false;
   const Slot* home = Home(waiter);
   return home == nullptr || home == &slot;
 }
@@ -324,8 +331,21 @@ void WorkerPool::Grant(Slot* slot, Waiter* waiter) {
 }
 
 // No idle worker suits the waiter: an idle worker of another tenant is restarted for it.
+// Whether `tenant` may take one more worker under `max_workers_per_tenant`: with many tenants
+// on one pool, one tenant's long calls must not hold every worker.
+bool WorkerPool::MayGrow(const std::string& tenant) const {
+  if (options_.max_workers_per_tenant == 0) return true;
+  uint64_t held = 0;
+  for (const auto& slot : slots_) {
+    bool reserved = slot->reserved_for != nullptr && slot->reserved_for->tenant == tenant;
+    held += reserved || (InRotation(*slot) && slot->tenant == tenant);
+  }
+  return held < options_.max_workers_per_tenant;
+}
+
 void WorkerPool::RecycleFor(Waiter* waiter) {
   if (waiter->reserved != nullptr || Home(*waiter) != nullptr) return;
+  if (!MayGrow(waiter->tenant)) return;
   for (const auto& slot : slots_) {
     if (slot->state != kReady || slot->reserved_for != nullptr) continue;
     if (slot->tenant.empty() || slot->tenant == waiter->tenant) continue;
@@ -442,19 +462,19 @@ Status WorkerPool::QueueStatus(const Waiter& waiter) {
 }
 
 void WorkerPool::Interrupt(const std::string& session) {
-  std::vector<std::shared_ptr<SandboxWorker>> running;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (Waiter* waiter : queue_) {
-      if (waiter->session != session) continue;
-      waiter->cancelled = true;
-      waiter->wake.notify_all();
-    }
-    for (const auto& slot : slots_) {
-      if (slot->state == kBusy && slot->serving == session) running.push_back(slot->worker);
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (Waiter* waiter : queue_) {
+    if (waiter->session != session) continue;
+    waiter->cancelled = true;
+    waiter->wake.notify_all();
+  }
+  // Under the lock, so the worker killed is the one running this session's request now, never
+  // a neighbour's request that followed it.
+  for (const auto& slot : slots_) {
+    if (slot->state == kBusy && slot->serving == session) {
+      slot->worker->Kill(OutcomeReason::kKilledByRequest);
     }
   }
-  for (auto& worker : running) worker->Stop(OutcomeReason::kKilledByRequest);
 }
 
 void WorkerPool::Forget(const std::string& session) {
@@ -462,6 +482,18 @@ void WorkerPool::Forget(const std::string& session) {
   for (const auto& slot : slots_) {
     if (slot->held.erase(session) > 0) slot->pending_drops.insert(session);
   }
+}
+
+WorkerInfo WorkerPool::Info(PoolAffinity affinity) {
+  std::shared_ptr<SandboxWorker> worker;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (affinity.slot < 0 || affinity.slot >= static_cast<int>(slots_.size())) return {};
+    const Slot& slot = *slots_[affinity.slot];
+    if (slot.incarnation != affinity.incarnation || !slot.worker) return {};
+    worker = slot.worker;
+  }
+  return worker->Info();  // reads cgroup files: outside the lock
 }
 
 nlohmann::json WorkerPool::Stats() {

@@ -43,6 +43,8 @@ struct WorkerPoolOptions {
   uint64_t worker_max_memory = 0;  // bytes; 0: never recycled for memory
   uint64_t max_start_failures = 3;
   std::chrono::milliseconds restart_backoff{1000};
+  std::chrono::milliseconds failed_retry{60000};  // a slot out of rotation tries again after it
+  uint64_t max_workers_per_tenant = 0;            // 0: no cap
   std::chrono::milliseconds start_timeout{10000};
   // A request of another tenant that has waited this long gets the next free worker (restarted
   // for it) ahead of the worker's own tenant.
@@ -112,6 +114,8 @@ class WorkerPool {
   // next runs anything.
   void Forget(const std::string& session);
 
+  // The pid, host uid and usage of the worker at `affinity`, if that worker still runs.
+  WorkerInfo Info(PoolAffinity affinity);
   // GET /v1/pool: workers, queue, wait times.
   nlohmann::json Stats();
 
@@ -121,6 +125,7 @@ class WorkerPool {
   bool Alive(Slot* slot);
   bool Eligible(const Slot& slot, const Waiter& waiter) const;
   const Slot* Home(const Waiter& waiter) const;
+  bool MayGrow(const std::string& tenant) const;
   Slot* PickIdle(const Waiter& waiter);
   void Grant(Slot* slot, Waiter* waiter);
   void RecycleFor(Waiter* waiter);

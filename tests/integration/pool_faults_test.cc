@@ -1,6 +1,7 @@
 // The pool backend when workers fail: a slot whose worker cannot start leaves rotation instead
 // of looping, worn or swollen workers are replaced between requests, a call past its timeout
 // costs that call alone, and the pool's own commands stay out of a client's reach.
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <set>
@@ -137,6 +138,60 @@ TEST_CASE("pool: the pool's own commands are not a client's to send") {
   REQUIRE(still.status == 200);
   CHECK(still.json["outputs"] == 2);  // same worker, state intact
   CHECK_FALSE(still.json.contains("programs_recreated"));
+}
+
+TEST_CASE("pool: no session id can take a pool worker's cgroup name") {
+  auto daemon = StartPool({"pool.size=1"});
+  // Pool workers are named with "..", which session ids may never hold.
+  std::vector<std::string> children = daemon->CgroupChildren();
+  REQUIRE(children.size() == 1);
+  CHECK(children[0].find("..") != std::string::npos);
+  HttpResult squat = daemon->Post("/v1/sessions", {{"session_id", children[0]}});
+  CHECK(squat.status == 400);
+  CHECK(squat.json["error"]["details"]["field"] == "session_id");
+
+  // Process sessions with names like the workers' next ones leave restarts unharmed.
+  for (const char* id : {"pool-0-2", "pool-0-3", "pool.0.2", "pool..0..2"}) {
+    daemon->Post("/v1/sessions", {{"session_id", id}});
+  }
+  for (const char* tenant : {"a", "b", "a", "b"}) {  // each change of tenant restarts the worker
+    std::string session = CreatePoolSession(*daemon, {{"tenant", tenant}});
+    daemon->CreatePythonProgram(session, "count", kCounter);
+    HttpResult run = daemon->Execute(session, "count");
+    INFO(run.body << "\n" << daemon->log());
+    CHECK(run.status == 200);
+  }
+  CHECK(daemon->Get("/readyz").status == 200);
+}
+
+TEST_CASE("pool: ending a session mid-call never kills the neighbour's call that follows it") {
+  constexpr int kRounds = 15;
+  constexpr int kDeleters = 8;
+  auto daemon = StartPool({"pool.size=1"});
+  std::string neighbour = PoolSession(*daemon, "neighbour");
+  daemon->CreatePythonProgram(neighbour, "count", kCounter);
+  std::atomic<bool> done{false};
+  Failures failures;
+  std::thread load([&] {
+    while (!done) {
+      HttpResult run = daemon->Execute(neighbour, "count");
+      if (run.status != 200) failures.Add("neighbour", run);
+    }
+  });
+  for (int round = 0; round < kRounds; ++round) {
+    std::string victim = PoolSession(*daemon, "victim-" + std::to_string(round));
+    daemon->CreatePythonProgram(victim, "nap", kNap);
+    std::thread call([&] { daemon->Execute(victim, "nap", {{"seconds", 0.05}, {"tag", "v"}}); });
+    std::vector<std::thread> deleters;
+    for (int i = 0; i < kDeleters; ++i) {
+      deleters.emplace_back([&] { daemon->Delete("/v1/sessions/" + victim); });
+    }
+    for (auto& thread : deleters) thread.join();
+    call.join();
+  }
+  done = true;
+  load.join();
+  CheckNone(failures, *daemon);
 }
 
 }  // namespace
