@@ -17,13 +17,15 @@ deps:
 configure: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
 
+# The programs only; `make test` builds the test binaries too.
 build: configure
-	@cmake --build $(BUILD) -j $(JOBS)
+	@cmake --build $(BUILD) -j $(JOBS) --target corrald corral-run corral-fake-lm
 
 run: build
 	$(BUILD)/corrald --config $(CONFIG)
 
-test: build
+test: configure
+	@cmake --build $(BUILD) -j $(JOBS)
 	@scripts/run-tests.sh $(BUILD)
 
 bench: deps
@@ -31,7 +33,8 @@ bench: deps
 	@cmake --build build-release -j $(JOBS) --target corrald corral-run corral-bench-load
 	@bench/run.sh build-release
 
-bench-smoke: build
+bench-smoke: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target corrald corral-run corral-bench-load
 	@BENCH_SMOKE=1 bench/run.sh $(BUILD)
 
 format:
