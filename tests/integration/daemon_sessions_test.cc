@@ -6,26 +6,10 @@
 #include <thread>
 
 #include "tests/support/daemon_harness.h"
+#include "tests/support/two_users.h"
 
 namespace corral::testing {
 namespace {
-
-const char kAliceQaBot[] = R"(
-counter = 0
-def forward(question):
-    global counter
-    counter += 1
-    print("alice saw", question)
-    return {"answer": "alice:" + question, "count": counter}
-)";
-
-const char kBobQaBot[] = R"(
-def forward(question):
-    return {"answer": "bob:" + question[::-1], "counter_seen": globals().get("counter")}
-)";
-
-const char kSummarizer[] = "def forward(text):\n    return text[:5]\n";
-const char kClassifier[] = "def forward(text):\n    return 'long' if len(text) > 5 else 'short'\n";
 
 std::set<std::string> ProgramIds(const HttpResult& listed) {
   std::set<std::string> ids;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "tests/support/pool_support.h"
+#include "tests/support/two_users.h"
 namespace corral::testing {
 namespace {
 
@@ -32,23 +33,6 @@ const std::set<std::string> kWorkerDeaths = {
     "wall_timeout",          "oom_killed",        "pids_limit",     "cpu_timeout",
     "output_limit",          "seccomp_violation", "worker_crashed", "worker_exited",
     "worker_protocol_error", "killed_by_request"};
-
-const char kAliceQaBot[] = R"(
-counter = 0
-def forward(question):
-    global counter
-    counter += 1
-    print("alice saw", question)
-    return {"answer": "alice:" + question, "count": counter}
-)";
-
-const char kBobQaBot[] = R"(
-def forward(question):
-    return {"answer": "bob:" + question[::-1], "counter_seen": globals().get("counter")}
-)";
-
-const char kSummarizer[] = "def forward(text):\n    return text[:5]\n";
-const char kClassifier[] = "def forward(text):\n    return 'long' if len(text) > 5 else 'short'\n";
 
 // --- the two-users scenario -----------------------------------------------------------------
 
