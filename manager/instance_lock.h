@@ -25,9 +25,18 @@ class InstanceLock {
   // holds either.
   static Result<InstanceLock> Acquire(const DaemonConfig& config,
                                       const std::string& lock_dir = "/run/corral");
+  // Removes the lock files (a clean stop leaves none behind), then releases the locks.
+  ~InstanceLock();
+  InstanceLock(InstanceLock&&) = default;
+  InstanceLock& operator=(InstanceLock&&) = default;
 
  private:
-  std::vector<UniqueFd> fds_;
+  InstanceLock() = default;
+  struct Held {
+    std::string path;
+    UniqueFd fd;
+  };
+  std::vector<Held> held_;
 };
 
 }  // namespace corral

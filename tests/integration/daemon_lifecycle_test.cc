@@ -125,6 +125,14 @@ TEST_CASE("daemon: a second daemon on the same state_dir or cgroup parent refuse
   CHECK(first->Get("/v1/sessions/" + session).json["status"] == "ready");
   CHECK(first->Execute(session, "p").json["outputs"] == 7);
   CHECK(std::filesystem::exists(first->state_dir() + "/corrald.port"));
+
+  // A clean stop leaves no lock file behind (one per cgroup parent would pile up in /run).
+  std::string parent_lock = "/run/corral/corrald-" + first->cgroup_parent() + ".lock";
+  CHECK(std::filesystem::exists(parent_lock));
+  std::string state_dir = first->state_dir();
+  CHECK(first->Terminate() == 0);
+  CHECK_FALSE(std::filesystem::exists(parent_lock));
+  CHECK_FALSE(std::filesystem::exists(state_dir + "/corrald.lock"));
   std::filesystem::remove_all(scratch);
 }
 
