@@ -10,10 +10,12 @@
 // file (client i takes lines i, i + N, ... in turn). `floor`: the same execute_program request
 // sent as a protocol frame straight to a worker over a socketpair, no HTTP and no daemon: the
 // least a call can cost. Both print one JSON object: count, errors, elapsed_s, calls_per_s and
-// latency percentiles in microseconds. Any failed call is counted, never hidden.
+// latency percentiles in microseconds; `floor` adds the CPU a call cost the client and the
+// worker. Any failed call is counted, never hidden.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -216,6 +218,22 @@ bool FrameCall(int fd, long id, const std::string& command, const nlohmann::json
   return reply->is_object() && reply->contains("result");
 }
 
+// CPU time a task has run so far, in microseconds: /proc/PID/schedstat's first field, in
+// nanoseconds (the worker is one thread; /proc/PID/stat would give only 10 ms ticks).
+double TaskCpuMicros(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/schedstat");
+  double nanoseconds = 0;
+  file >> nanoseconds;
+  return nanoseconds / 1000.0;
+}
+
+double SelfCpuMicros() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto micros = [](const timeval& t) { return t.tv_sec * 1e6 + t.tv_usec; };
+  return micros(usage.ru_utime) + micros(usage.ru_stime);
+}
+
 pid_t SpawnWorker(const Options& options, int child_end) {
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -249,6 +267,8 @@ int RunFloor(const Options& options) {
   }
 
   Clock::time_point begin = Clock::now();
+  double client_cpu = SelfCpuMicros();
+  double worker_cpu = TaskCpuMicros(pid);
   for (long i = 0; i < options.requests; ++i) {
     Clock::time_point start = Clock::now();
     if (FrameCall(fds[0], id++, "execute_program", execute, &reply)) {
@@ -258,9 +278,14 @@ int RunFloor(const Options& options) {
     }
   }
   double elapsed = MicrosSince(begin) / 1e6;
+  client_cpu = SelfCpuMicros() - client_cpu;
+  worker_cpu = TaskCpuMicros(pid) - worker_cpu;
   close(fds[0]);  // end of file: the worker exits
   waitpid(pid, nullptr, 0);
-  std::printf("%s\n", Summary(results, elapsed).dump().c_str());
+  nlohmann::json summary = Summary(results, elapsed);
+  double calls = std::max<double>(1, options.requests);
+  summary["cpu_per_call_us"] = {{"client", client_cpu / calls}, {"worker", worker_cpu / calls}};
+  std::printf("%s\n", summary.dump().c_str());
   return 0;
 }
 

@@ -48,18 +48,27 @@ class LoadClient:
             os.unlink(file.name)
 
 
-def ready_sessions(port: int, prefix: str, count: int) -> list[str]:
-    """`count` sessions, each with the trivial program and one execution behind it."""
+def ready_sessions(port: int, prefix: str, count: int, extra: dict | None = None) -> list[str]:
+    """`count` sessions, each with the trivial program and one execution behind it; `extra`
+    adds fields to the create body (the pool's backend and tenant)."""
     client = Client(port)
     ids = []
     for i in range(count):
         session_id = f"{prefix}-{i}"
-        create_session(client, session_id)
+        create_session(client, session_id, extra)
         create_program(client, session_id)
         execute(client, session_id)
         ids.append(session_id)
     client.close()
     return ids
+
+
+def overhead(one: dict, floor: dict) -> dict:
+    """What a call through corrald (1 client) costs over the floor, at p50 and p99."""
+    return {"overhead_p50_us": one["p50_us"] - floor["p50_us"],
+            "overhead_p99_us": one["p99_us"] - floor["p99_us"],
+            "overhead_p50_ratio": one["p50_us"] / floor["p50_us"],
+            "overhead_p99_ratio": one["p99_us"] / floor["p99_us"]}
 
 
 def measure(load: LoadClient, port: int, worker_dir: str, counts: dict,

@@ -83,18 +83,27 @@ class Daemon:
             return ""
 
 
-def remove_empty_cgroups(name: str) -> None:
-    """rmdir of every cgroup directory called `name` a few levels under /sys/fs/cgroup; the
-    kernel refuses any that still holds a process or a child, so nothing live is touched."""
+def cgroup_dirs(name: str) -> list[str]:
+    """Every cgroup directory called `name` a few levels under /sys/fs/cgroup (one per
+    hierarchy: the daemon's cgroup parent is made in each)."""
+    found = []
     for root, dirs, _ in os.walk("/sys/fs/cgroup"):
         if name in dirs:
-            try:
-                os.rmdir(os.path.join(root, name))
-            except OSError:
-                pass
+            found.append(os.path.join(root, name))
             dirs.remove(name)
         if root.count("/") - "/sys/fs/cgroup".count("/") >= 3:
             dirs[:] = []
+    return found
+
+
+def remove_empty_cgroups(name: str) -> None:
+    """rmdir of every cgroup directory called `name`; the kernel refuses any that still holds
+    a process or a child, so nothing live is touched."""
+    for directory in cgroup_dirs(name):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
 
 
 class Client:
@@ -128,8 +137,10 @@ class Client:
 TRIVIAL_PROGRAM = "def forward(x):\n    return x\n"
 
 
-def create_session(client: Client, session_id: str) -> dict:
-    status, body = client.request("POST", "/v1/sessions", {"session_id": session_id})
+def create_session(client: Client, session_id: str, extra: dict | None = None) -> dict:
+    """POST /v1/sessions; `extra` adds fields to the body (backend, tenant)."""
+    request = {"session_id": session_id, **(extra or {})}
+    status, body = client.request("POST", "/v1/sessions", request)
     if status != 201:
         raise DaemonError(f"create `{session_id}`: HTTP {status} {body}")
     return body

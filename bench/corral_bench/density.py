@@ -1,5 +1,6 @@
 """Density: live process sessions in steps, each having run one program; at each step the
-memory per session, the daemon's RSS, the host's memory used, and start and call latency."""
+memory per session, the daemon's RSS, the host's memory used, and start and call latency.
+The steps themselves (run_steps) serve the pool's density too (pool.py)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,14 @@ PROBE_RESERVE_BYTES = 256 << 20
 
 
 class Fleet:
-    """The live density sessions and their worker pids."""
+    """The live density sessions and their worker pids (for a pool session, the worker that
+    served it last: the pool measures its workers instead). `extra` adds fields to each create
+    body; `prefix` names the sessions and the start probes."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, prefix: str = "", extra: dict | None = None) -> None:
         self.port = port
+        self.prefix = prefix
+        self.extra = extra
         self.workers: dict[str, int] = {}
         self.lock = threading.Lock()
         self.local = threading.local()
@@ -42,9 +47,9 @@ class Fleet:
             self.stop_reason = (f"stopped at {len(self.workers)} sessions: MemAvailable would drop "
                                 f"below 2 GiB")
             return
-        session_id = f"dense-{index}"
+        session_id = f"{self.prefix}dense-{index}"
         client = self._client()
-        info = create_session(client, session_id)
+        info = create_session(client, session_id, self.extra)
         create_program(client, session_id)
         execute(client, session_id)
         with self.lock:
@@ -84,31 +89,43 @@ def memory_figures(fleet: Fleet, daemon_pid: int, host_used_before: int) -> dict
 
 def measure(load: LoadClient, port: int, daemon_pid: int, counts: dict,
             log: Callable[[str], None]) -> dict:
-    fleet = Fleet(port)
     host_used_before = host_memory_used()
-    steps = []
+    return run_steps(Fleet(port), load, counts["density_steps"], counts["density_start_samples"],
+                     counts, lambda fleet: memory_figures(fleet, daemon_pid, host_used_before),
+                     log)
+
+
+def run_steps(fleet: Fleet, load: LoadClient, targets: list[int], start_samples: int,
+              counts: dict, memory_of: Callable[[Fleet], dict],
+              log: Callable[[str], None]) -> dict:
+    """Grows `fleet` to each target in turn; at each, `memory_of` the fleet, then
+    `start_samples` sequential starts and call latency. Deletes the fleet's sessions at the
+    end, whatever happened."""
+    steps: list[dict] = []
     try:
-        _run_steps(fleet, load, port, daemon_pid, counts, host_used_before, steps, log)
+        for target in targets:
+            steps.append(_step(fleet, load, target, start_samples, counts, memory_of, log))
+            if fleet.stop_reason:
+                break
     finally:
         log(f"density: deleting {len(fleet.workers)} sessions")
         fleet.clear()
     return {"steps": steps, "stopped_early": fleet.stop_reason}
 
 
-def _run_steps(fleet: Fleet, load: LoadClient, port: int, daemon_pid: int, counts: dict,
-               host_used_before: int, steps: list, log: Callable[[str], None]) -> None:
-    for target in counts["density_steps"]:
-        log(f"density: growing to {target} live sessions")
-        # Keep room for the step's start probes (one extra session at a time) and a margin.
-        fleet.grow_to(target, reserve=PROBE_RESERVE_BYTES)
-        if fleet.stop_reason:
-            log(f"density: {fleet.stop_reason}")
-        step = memory_figures(fleet, daemon_pid, host_used_before)
-        step["target"] = target
-        log(f"density: {step['live_sessions']} live: start and call latency")
-        step["start"] = corral_start(port, counts["density_start_samples"], 1, f"probe-{target}")
-        paths = [execute_path(s) for s in fleet.workers]
-        step["call"] = load.http(port, paths, 1, requests=counts["density_call_requests"])
-        steps.append(step)
-        if fleet.stop_reason:
-            break
+def _step(fleet: Fleet, load: LoadClient, target: int, start_samples: int, counts: dict,
+          memory_of: Callable[[Fleet], dict], log: Callable[[str], None]) -> dict:
+    backend = (fleet.extra or {}).get("backend", "process")
+    log(f"density: growing to {target} live {backend} sessions")
+    # Keep room for the step's start probes (one extra session at a time) and a margin.
+    fleet.grow_to(target, reserve=PROBE_RESERVE_BYTES)
+    if fleet.stop_reason:
+        log(f"density: {fleet.stop_reason}")
+    step = memory_of(fleet)
+    step["target"] = target
+    log(f"density: {step['live_sessions']} live: start and call latency")
+    step["start"] = corral_start(fleet.port, start_samples, 1, f"{fleet.prefix}probe-{target}",
+                                 fleet.extra)
+    paths = [execute_path(s) for s in fleet.workers]
+    step["call"] = load.http(fleet.port, paths, 1, requests=counts["density_call_requests"])
+    return step

@@ -25,12 +25,14 @@ def run_cycles(cycle: Callable[[], float], count: int, concurrency: int) -> list
 
 
 class CorralStarts:
-    """create (timed: the 201 means the worker answered ping, so the next call runs at once),
+    """create (timed: the 201 means the worker answered ping, so the next call runs at once;
+    for a pool session, that the session is stored and any worker of its tenant may serve it),
     then delete (timed apart). One keep-alive connection per thread."""
 
-    def __init__(self, port: int, prefix: str) -> None:
+    def __init__(self, port: int, prefix: str, extra: dict | None = None) -> None:
         self.port = port
         self.prefix = prefix
+        self.extra = extra  # more fields of the create body: the pool's backend and tenant
         self.local = threading.local()
         self.deletes: list[float] = []
         self.lock = threading.Lock()
@@ -44,7 +46,7 @@ class CorralStarts:
         client = self._client()
         session_id = f"{self.prefix}-{next(_ids)}"
         started = time.perf_counter()
-        create_session(client, session_id)
+        create_session(client, session_id, self.extra)
         created = time.perf_counter()
         delete_session(client, session_id)
         with self.lock:
@@ -52,8 +54,9 @@ class CorralStarts:
         return created - started
 
 
-def corral_start(port: int, count: int, concurrency: int, prefix: str) -> dict:
-    starts = CorralStarts(port, prefix)
+def corral_start(port: int, count: int, concurrency: int, prefix: str,
+                 extra: dict | None = None) -> dict:
+    starts = CorralStarts(port, prefix, extra)
     figures = summarize_ms(run_cycles(starts.cycle, count, concurrency))
     figures["delete"] = summarize_ms(starts.deletes)
     return figures
