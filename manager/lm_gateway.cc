@@ -202,7 +202,12 @@ Result<LmSettings> LmGateway::ParseSettings(const nlohmann::json& object,
 void LmGateway::SetSession(const std::string& session_id, const std::string& tenant,
                            const LmSettings& settings, std::weak_ptr<const void> owner) {
   std::lock_guard lock(mutex_);
-  std::erase_if(sessions_, [](const auto& entry) { return entry.second.owner.expired(); });
+  // Entries of ended sessions are swept when the map has doubled since the last sweep: a
+  // sweep on every create made creates O(live sessions) (x8 slower at 10,000 pool sessions).
+  if (sessions_.size() >= sweep_at_) {
+    std::erase_if(sessions_, [](const auto& entry) { return entry.second.owner.expired(); });
+    sweep_at_ = std::max<size_t>(kMinSweep, 2 * sessions_.size());
+  }
   SessionState& state = sessions_[session_id];
   state = SessionState{};
   state.tenant = tenant;

@@ -144,8 +144,10 @@ class LmGateway {
   const LmConfig config_;
   const std::map<std::string, std::unique_ptr<LmClient>> clients_;
 
-  mutable std::mutex mutex_;  // guards sessions_, tenants_
+  static constexpr size_t kMinSweep = 64;
+  mutable std::mutex mutex_;  // guards sessions_, sweep_at_, tenants_
   std::map<std::string, SessionState> sessions_;
+  size_t sweep_at_ = kMinSweep;  // sessions_ size that triggers the next sweep
   std::map<std::string, TenantState> tenants_;
 
   std::mutex queue_mutex_;  // guards queue_, stopping_

@@ -61,8 +61,7 @@ Status SessionRegistry::Reserve(const std::shared_ptr<Session>& session, const B
         .WithReason("session_exists");
   }
   uint64_t limit = backend.max_sessions();
-  uint64_t live = 0;
-  for (const auto& [id, other] : sessions_) live += other->backend() == session->backend();
+  uint64_t live = live_[session->backend()];
   if (live >= limit) {
     return Status::ResourceExhausted(
                fmt::format("{} {} sessions are live, the most this daemon allows "
@@ -71,8 +70,21 @@ Status SessionRegistry::Reserve(const std::shared_ptr<Session>& session, const B
         .WithReason("too_many_sessions")
         .WithDetails(nlohmann::json{{"limit", limit}}.dump());
   }
-  sessions_.emplace(session->id(), session);
+  Insert(session);
   return Status::Ok();
+}
+
+void SessionRegistry::Insert(const std::shared_ptr<Session>& session) {
+  sessions_.emplace(session->id(), session);
+  ++live_[session->backend()];
+}
+
+std::shared_ptr<Session> SessionRegistry::Erase(
+    std::map<std::string, std::shared_ptr<Session>>::iterator it) {
+  std::shared_ptr<Session> session = std::move(it->second);
+  sessions_.erase(it);
+  --live_[session->backend()];
+  return session;
 }
 
 Result<std::shared_ptr<Session>> SessionRegistry::Create(const CreateSessionRequest& request) {
@@ -146,7 +158,7 @@ bool SessionRegistry::Remove(const std::string& id, const Session* session) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = sessions_.find(id);
   if (it == sessions_.end() || (session != nullptr && it->second.get() != session)) return false;
-  sessions_.erase(it);
+  Erase(it);
   return true;
 }
 
@@ -158,8 +170,7 @@ Status SessionRegistry::Delete(const std::string& id) {
     if (it == sessions_.end()) {
       return Status::NotFound(fmt::format("no session `{}`", id)).WithReason("session_not_found");
     }
-    session = std::move(it->second);
-    sessions_.erase(it);
+    session = Erase(it);
   }
   session->End(kEndDeleted);
   return Status::Ok();
@@ -213,7 +224,7 @@ Result<std::vector<std::shared_ptr<Session>>> SessionRegistry::Restore() {
       auto session = std::make_shared<Session>(std::move(params));
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        sessions_.emplace(session->id(), session);
+        Insert(session);
       }
       CORRAL_TRY(session->Attach(std::move(persisted.worker)));
       restored.push_back(std::move(session));
@@ -247,6 +258,7 @@ void SessionRegistry::Shutdown() {
     shutting_down_ = true;
     reaper_stop_ = true;
     sessions.swap(sessions_);
+    live_.clear();
   }
   reaper_wake_.notify_all();
   if (reaper_.joinable()) reaper_.join();

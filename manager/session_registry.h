@@ -62,6 +62,9 @@ class SessionRegistry {
   Result<Backend*> ChooseBackend(const CreateSessionRequest& request);
   Status Reserve(const std::shared_ptr<Session>& session, const Backend& backend);
   SessionParams RestoredParams(PersistedSession& persisted, const Backend& backend);
+  // The map and the per-backend counts change together. Require mutex_.
+  void Insert(const std::shared_ptr<Session>& session);
+  std::shared_ptr<Session> Erase(std::map<std::string, std::shared_ptr<Session>>::iterator it);
   // Takes the session out of the map if it is still `session`.
   bool Remove(const std::string& id, const Session* session);
   void ReapOnce();
@@ -70,9 +73,10 @@ class SessionRegistry {
   const DaemonConfig config_;
   const std::map<std::string, Backend*> backends_;
 
-  std::mutex mutex_;  // guards sessions_, shutting_down_, reaper_stop_
+  std::mutex mutex_;  // guards sessions_, live_, shutting_down_, reaper_stop_
   std::condition_variable reaper_wake_;
   std::map<std::string, std::shared_ptr<Session>> sessions_;
+  std::map<std::string, uint64_t> live_;  // sessions in sessions_ per backend name
   bool shutting_down_ = false;
   bool reaper_stop_ = false;
   std::thread reaper_;
