@@ -41,6 +41,7 @@ struct WorkerPool::Slot {
   bool restart = false;                  // the keeper must (re)start the worker
   bool started_once = false;             // its first start finished (or it failed out)
   uint64_t requests = 0;
+  uint64_t max_requests = 0;    // recycled after this many (StaggeredMaxRequests)
   uint64_t start_failures = 0;  // in a row
   std::string last_error;
   Clock::time_point retry_at{};
@@ -211,6 +212,7 @@ void WorkerPool::StartWorker(Slot* slot, std::unique_lock<std::mutex>& lock) {
     slot->held.clear();
     slot->pending_drops.clear();
     slot->requests = 0;
+    slot->max_requests = StaggeredMaxRequests(*slot);
     slot->start_failures = 0;
     slot->restart = false;
     slot->started_once = true;
@@ -238,6 +240,14 @@ void WorkerPool::StartWorker(Slot* slot, std::unique_lock<std::mutex>& lock) {
   kLog.Warn(spec.context, "pool worker {} failed to start, retrying in {} ms: {}", slot->index,
             backoff.count() / 2, slot->last_error);
   slot->retry_at = Clock::now() + backoff / 2;
+}
+
+// worker_max_requests less up to a tenth, spread over slots and incarnations: workers started
+// together would otherwise all be recycled in the same few seconds, emptying the pool at once.
+uint64_t WorkerPool::StaggeredMaxRequests(const Slot& slot) const {
+  uint64_t spread = options_.worker_max_requests / 10;
+  uint64_t step = (static_cast<uint64_t>(slot.index) * 7 + slot.incarnation * 3) % 10;
+  return options_.worker_max_requests - spread * step / 10;
 }
 
 // The launcher saw the worker end on its own (crash, OOM kill) while it may have been idle.
@@ -395,7 +405,7 @@ void WorkerPool::Release(Slot* slot, bool broken, bool over_memory) {
   slot->serving.clear();
   ++slot->requests;
   if (stopping_) return;
-  if (broken || over_memory || slot->requests >= options_.worker_max_requests) {
+  if (broken || over_memory || slot->requests >= slot->max_requests) {
     kLog.Info(LogContext{fmt::format("pool-{}", slot->index), slot->tenant},
               "recycling pool worker {} ({})", slot->index,
               broken        ? "it died or was killed"

@@ -135,6 +135,7 @@ class WorkerPool {
   void FailWaitersIfNoneServes();
   Status QueueStatus(const Waiter& waiter);
 
+  uint64_t StaggeredMaxRequests(const Slot& slot) const;
   void KeeperLoop(Slot* slot);
   void StartWorker(Slot* slot, std::unique_lock<std::mutex>& lock);
   void OnWorkerDied(Slot* slot, uint64_t incarnation);
